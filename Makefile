@@ -1,0 +1,31 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv when missing.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.alignshift-env
+
+.PHONY: env demo test lint bench clean-env
+
+env: $(STAMP)
+
+# Rebuilt when the recipe or the package metadata change; mmcv comes from the wheel cache.
+$(STAMP): tools/setup_env.sh tools/install_mmcv.sh pyproject.toml
+	PYTHON=$(PYTHON) VENV=$(VENV) bash tools/setup_env.sh
+	touch $(STAMP)
+
+demo: env
+	$(PY) tools/demo.py
+
+lint: env
+	$(VENV)/bin/ruff check .
+
+test: env lint
+	$(PY) -m pytest -q tests
+
+bench: env
+	$(PY) benchmarks/bench_ops.py
+	$(PY) benchmarks/bench_data.py
+	$(PY) benchmarks/bench_froc.py
+
+clean-env:
+	rm -rf $(VENV)

@@ -1,0 +1,25 @@
+"""DeepLesion data: the CSV parser, the multi-slice loader and the synthetic generator."""
+
+from .deeplesion import (
+    DEFAULT_WINDOW,
+    DL_INFO_COLUMNS,
+    SPLITS,
+    THIN_MAX_MM,
+    DLInfoError,
+    ImageRecord,
+    Lesion,
+    image_relpath,
+    is_thin,
+    load_multislice,
+    parse_dl_info,
+    read_hu,
+    records_to_coco,
+    select_split,
+    window,
+)
+from .synthetic import make_synthetic_deeplesion
+
+__all__ = ["DEFAULT_WINDOW", "DL_INFO_COLUMNS", "SPLITS", "THIN_MAX_MM", "DLInfoError",
+           "ImageRecord", "Lesion", "image_relpath", "is_thin", "load_multislice",
+           "make_synthetic_deeplesion", "parse_dl_info", "read_hu", "records_to_coco",
+           "select_split", "window"]

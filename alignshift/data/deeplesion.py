@@ -1,0 +1,340 @@
+"""DeepLesion: ``DL_info.csv`` parsing, multi-slice loading, windowing and the thin/thick split.
+
+Conventions of the release (NIH DeepLesion): one CSV row per lesion; coordinates are 1-based
+pixels (made 0-based here); ``Spacing_mm_px_`` is ``"x, y, z"`` where z is the slice interval
+(this project's *thickness*); ``Images_png/<series>/<slice>.png`` are 16-bit PNGs with
+``HU = value - 32768``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "DL_INFO_COLUMNS", "Lesion", "ImageRecord", "DLInfoError", "parse_dl_info", "select_split",
+    "image_relpath", "read_hu", "load_multislice", "window", "is_thin", "THIN_MAX_MM",
+    "DEFAULT_WINDOW", "SPLITS", "HU_OFFSET", "records_to_coco",
+]
+
+DL_INFO_COLUMNS = (
+    "File_name", "Patient_index", "Study_index", "Series_ID", "Key_slice_index",
+    "Measurement_coordinates", "Bounding_boxes", "Lesion_diameters_Pixel_",
+    "Normalized_lesion_location", "Coarse_lesion_type", "Possibly_noisy", "Slice_range",
+    "Spacing_mm_px_", "Image_size", "DICOM_windows", "Patient_gender", "Patient_age",
+    "Train_Val_Test",
+)
+SPLITS = {"train": 1, "val": 2, "test": 3}
+THIN_MAX_MM = 2.0
+DEFAULT_WINDOW = (-1024.0, 2050.0)  # the published loaders' single wide window
+HU_OFFSET = 32768
+
+
+class DLInfoError(ValueError):
+    """A malformed row of DL_info.csv; the message names file, row and column."""
+
+
+@dataclass
+class Lesion:
+    """One annotated lesion, 0-based pixel coordinates on the key slice."""
+
+    box: np.ndarray  # (4,) x1, y1, x2, y2
+    recist: np.ndarray  # (8,) long-axis endpoints then short-axis endpoints, (x, y) pairs
+    diameters: np.ndarray  # (2,) long, short in pixels
+    location: np.ndarray  # (3,) normalised position in the body
+    lesion_type: int  # 1..8, -1 unlabeled
+    noisy: bool
+    row: int  # 1-based line in the CSV (the header is line 1)
+
+
+@dataclass
+class ImageRecord:
+    """A key slice with its lesions and the series' geometry."""
+
+    file_name: str  # relative to Images_png: "000001_01_01/109.png"
+    patient: int
+    study: int
+    series: int
+    key_slice: int
+    slice_range: Tuple[int, int]  # inclusive
+    spacing: Tuple[float, float, float]  # x, y in mm/pixel; z = slice interval in mm
+    image_size: Tuple[int, int]  # height, width
+    window: Tuple[float, float]  # DICOM window in HU
+    gender: str
+    age: float  # NaN when unknown
+    split: int  # 1 train, 2 val, 3 test
+    lesions: List[Lesion] = field(default_factory=list)
+
+    @property
+    def thickness(self) -> float:
+        return self.spacing[2]
+
+    @property
+    def boxes(self) -> np.ndarray:
+        """(N, 4) float32 x1, y1, x2, y2, 0-based."""
+        return np.array([les.box for les in self.lesions], np.float32).reshape(-1, 4)
+
+
+def image_relpath(file_name: str) -> str:
+    """``000001_01_01_109.png`` -> ``000001_01_01/109.png`` (the last ``_`` is a folder)."""
+    stem, sep, last = file_name.rpartition("_")
+    if not sep or not stem:
+        raise ValueError(f"File_name {file_name!r} is not of the form <series>_<slice>.png")
+    return f"{stem}/{last}"
+
+
+def _floats(text: str, n: int, where: str) -> np.ndarray:
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise DLInfoError(f"{where}: expected {n} comma-separated numbers, got {text!r}") from None
+    if len(vals) != n:
+        raise DLInfoError(f"{where}: expected {n} comma-separated numbers, got {len(vals)} in {text!r}")
+    return np.array(vals, np.float64)
+
+
+def _int(text: str, where: str, allowed: Optional[Sequence[int]] = None) -> int:
+    try:
+        val = float(text)
+        if val != int(val):
+            raise ValueError
+        val = int(val)
+    except ValueError:
+        raise DLInfoError(f"{where}: expected an integer, got {text!r}") from None
+    if allowed is not None and val not in allowed:
+        raise DLInfoError(f"{where}: expected one of {list(allowed)}, got {val}")
+    return val
+
+
+def parse_dl_info(csv_path: str) -> List[ImageRecord]:
+    """Parse DL_info.csv into per-image records (lesions grouped, coordinates 0-based).
+
+    Raises :class:`DLInfoError` naming the file, the line and the column of a malformed row.
+    Rows of one image must agree on the image's geometry and split.
+    """
+    records: Dict[str, ImageRecord] = {}
+    with open(csv_path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None or tuple(h.strip() for h in header) != DL_INFO_COLUMNS:
+            raise DLInfoError(f"{csv_path}: line 1: expected the 18 DL_info.csv columns "
+                              f"{list(DL_INFO_COLUMNS)}, got {header}")
+        for line, row in enumerate(reader, start=2):
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) != len(DL_INFO_COLUMNS):
+                raise DLInfoError(f"{csv_path}: line {line}: expected {len(DL_INFO_COLUMNS)} "
+                                  f"columns, got {len(row)}")
+            c = dict(zip(DL_INFO_COLUMNS, (v.strip() for v in row)))
+
+            def at(col: str, _line: int = line) -> str:
+                return f"{csv_path}: line {_line}, column {col}"
+
+            name = c["File_name"]
+            if not name.endswith(".png"):
+                raise DLInfoError(f"{at('File_name')}: expected <series>_<slice>.png, got {name!r}")
+            recist = _floats(c["Measurement_coordinates"], 8, at("Measurement_coordinates")) - 1
+            box = _floats(c["Bounding_boxes"], 4, at("Bounding_boxes")) - 1
+            if box[2] < box[0] or box[3] < box[1]:
+                raise DLInfoError(f"{at('Bounding_boxes')}: expected x1 <= x2 and y1 <= y2, "
+                                  f"got {c['Bounding_boxes']!r}")
+            spacing = _floats(c["Spacing_mm_px_"], 3, at("Spacing_mm_px_"))
+            slice_range = _floats(c["Slice_range"], 2, at("Slice_range")).astype(int)
+            size = _floats(c["Image_size"], 2, at("Image_size")).astype(int)
+            win = _floats(c["DICOM_windows"], 2, at("DICOM_windows"))
+            try:
+                age = float(c["Patient_age"]) if c["Patient_age"] else math.nan
+            except ValueError:
+                raise DLInfoError(f"{at('Patient_age')}: expected a number or NaN, "
+                                  f"got {c['Patient_age']!r}") from None
+            lesion = Lesion(
+                box=box, recist=recist,
+                diameters=_floats(c["Lesion_diameters_Pixel_"], 2, at("Lesion_diameters_Pixel_")),
+                location=_floats(c["Normalized_lesion_location"], 3, at("Normalized_lesion_location")),
+                lesion_type=_int(c["Coarse_lesion_type"], at("Coarse_lesion_type"),
+                                 [-1, *range(1, 9)]),
+                noisy=bool(_int(c["Possibly_noisy"], at("Possibly_noisy"), [0, 1])),
+                row=line,
+            )
+            rec = ImageRecord(
+                file_name=image_relpath(name),
+                patient=_int(c["Patient_index"], at("Patient_index")),
+                study=_int(c["Study_index"], at("Study_index")),
+                series=_int(c["Series_ID"], at("Series_ID")),
+                key_slice=_int(c["Key_slice_index"], at("Key_slice_index")),
+                slice_range=(int(slice_range[0]), int(slice_range[1])),
+                spacing=tuple(float(v) for v in spacing),
+                image_size=(int(size[0]), int(size[1])),
+                window=(float(win[0]), float(win[1])),
+                gender=c["Patient_gender"], age=age,
+                split=_int(c["Train_Val_Test"], at("Train_Val_Test"), [1, 2, 3]),
+            )
+            prev = records.get(name)
+            if prev is None:
+                records[name] = rec
+                prev = rec
+            elif (prev.split, prev.spacing, prev.key_slice, prev.slice_range) != (
+                    rec.split, rec.spacing, rec.key_slice, rec.slice_range):
+                raise DLInfoError(f"{csv_path}: line {line}: {name} disagrees with its earlier rows "
+                                  "on split, spacing, key slice or slice range")
+            prev.lesions.append(lesion)
+    return list(records.values())
+
+
+def select_split(records: Sequence[ImageRecord], split: str, include_noisy: bool = False
+                 ) -> Tuple[List[ImageRecord], Dict[str, int]]:
+    """Records of one split ('train', 'val', 'test'), noisy lesions removed by default.
+
+    Returns the records and a count of what was left out and why; an image whose lesions are
+    all noisy is left out with them, as in the published protocol.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+    out, skipped = [], {"noisy lesions": 0, "images with only noisy lesions": 0}
+    for rec in records:
+        if rec.split != SPLITS[split]:
+            continue
+        lesions = rec.lesions if include_noisy else [les for les in rec.lesions if not les.noisy]
+        skipped["noisy lesions"] += len(rec.lesions) - len(lesions)
+        if not lesions:
+            skipped["images with only noisy lesions"] += 1
+            continue
+        out.append(ImageRecord(**{**rec.__dict__, "lesions": lesions}))
+    return out, skipped
+
+
+def read_hu(path: str) -> np.ndarray:
+    """Read one DeepLesion slice: 16-bit PNG -> float32 (H, W) in HU."""
+    im = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if im is None:
+        raise FileNotFoundError(f"cannot read slice {path}: missing or not a PNG")
+    if im.dtype != np.uint16 or im.ndim != 2:
+        raise ValueError(f"{path}: expected a 16-bit single-channel PNG, got {im.dtype} {im.shape}")
+    return im.astype(np.float32) - HU_OFFSET
+
+
+def _neighbour_plan(num_slices: int, slice_interval: float, norm_interval: float,
+                    interpolate: bool) -> List[float]:
+    """Offsets in slice units from the key slice, one per output channel."""
+    half = num_slices // 2
+    if not interpolate and slice_interval >= norm_interval:
+        step = 1.0  # native neighbours: the thickness-aware operator aligns them
+    else:
+        step = norm_interval / slice_interval
+    return [j * step for j in range(-half, half + 1)]
+
+
+def load_multislice(image_dir: str, file_name: str, slice_interval: float, num_slices: int,
+                    norm_interval: float = 2.0, interpolate: bool = True) -> np.ndarray:
+    """Load the key slice and its neighbours as float32 ``(H, W, num_slices)`` in HU.
+
+    Args:
+        image_dir: the ``Images_png`` folder.
+        file_name: relative to it, e.g. ``000001_01_01/109.png``.
+        slice_interval: the series' slice interval (thickness) in mm.
+        num_slices: odd; the key slice sits in the middle channel.
+        norm_interval: distance in mm between output channels.
+        interpolate: resample neighbours ``norm_interval`` apart, interpolating linearly between
+            the two nearest real slices. False (AlignShift) keeps the immediate neighbours when
+            ``slice_interval >= norm_interval``; thinner series are still resampled.
+
+    A neighbour file that does not exist falls back to the nearest existing slice on the same side
+    of the key slice (walking towards it). A NaN or non-positive interval repeats the key slice.
+    """
+    if num_slices < 1 or num_slices % 2 == 0:
+        raise ValueError(f"num_slices must be odd and >= 1, got {num_slices}")
+    series, _, key_name = file_name.replace("\\", "/").rpartition("/")
+    stem = os.path.splitext(key_name)[0]
+    if not stem.isdigit():
+        raise ValueError(f"{file_name}: expected <series>/<slice number>.png")
+    key, width = int(stem), len(stem)
+    folder = os.path.join(image_dir, series)
+    cache: Dict[int, Optional[np.ndarray]] = {}
+
+    def path(i: int) -> str:
+        return os.path.join(folder, f"{i:0{width}d}.png")
+
+    def get(i: int) -> Optional[np.ndarray]:
+        if i not in cache:
+            p = path(i)
+            cache[i] = read_hu(p) if i == key or os.path.exists(p) else None
+        return cache[i]
+
+    def nearest_existing(i: int) -> np.ndarray:
+        step = -1 if i > key else 1
+        while i != key:
+            im = get(i)
+            if im is not None:
+                return im
+            i += step
+        return get(key)
+
+    key_im = get(key)
+    if not (slice_interval > 0):  # also catches NaN
+        warnings.warn(f"{file_name}: slice interval {slice_interval} is not a positive number; "
+                      "repeating the key slice", stacklevel=2)
+        offsets = [0.0] * num_slices
+    else:
+        offsets = _neighbour_plan(num_slices, slice_interval, norm_interval, interpolate)
+    out = np.empty((num_slices, *key_im.shape), np.float32)
+    for c, off in enumerate(offsets):
+        lo = math.floor(off + 1e-9)
+        frac = off - lo
+        if frac < 1e-6:
+            out[c] = nearest_existing(key + lo)
+        elif frac > 1 - 1e-6:
+            out[c] = nearest_existing(key + lo + 1)
+        else:
+            a, b = nearest_existing(key + lo), nearest_existing(key + lo + 1)
+            np.multiply(a, 1.0 - frac, out=out[c])
+            out[c] += frac * b
+    return np.ascontiguousarray(out.transpose(1, 2, 0))
+
+
+def window(hu: np.ndarray, win: Tuple[float, float] = DEFAULT_WINDOW) -> np.ndarray:
+    """Clip HU to ``win`` and scale it linearly to float32 [0, 255]."""
+    lo, hi = float(win[0]), float(win[1])
+    if not hi > lo:
+        raise ValueError(f"window must be (low, high) with high > low, got {win}")
+    out = np.clip(hu, lo, hi).astype(np.float32, copy=False)
+    out -= lo
+    out *= 255.0 / (hi - lo)
+    return out
+
+
+def is_thin(thickness) -> np.ndarray:
+    """Thin: slice interval <= 2 mm (the paper's split); accepts scalars or arrays."""
+    return np.asarray(thickness) <= THIN_MAX_MM
+
+
+def records_to_coco(records: Sequence[ImageRecord], split: str) -> dict:
+    """COCO-style annotation dict extended with DeepLesion fields (thickness, spacing, RECIST...).
+
+    Boxes are COCO ``[x, y, w, h]`` with ``w = x2 - x1`` (0-based, continuous coordinates);
+    ``bbox_xyxy`` keeps the corners as given.
+    """
+    images, anns = [], []
+    for img_id, rec in enumerate(records, start=1):
+        images.append(dict(
+            id=img_id, file_name=rec.file_name, height=rec.image_size[0], width=rec.image_size[1],
+            thickness=rec.thickness, spacing=list(rec.spacing), slice_range=list(rec.slice_range),
+            key_slice=rec.key_slice, window=list(rec.window), patient=rec.patient,
+            study=rec.study, series=rec.series, gender=rec.gender,
+            age=None if math.isnan(rec.age) else rec.age, split=split))
+        for les in rec.lesions:
+            x1, y1, x2, y2 = (float(v) for v in les.box)
+            anns.append(dict(
+                id=len(anns) + 1, image_id=img_id, category_id=1, iscrowd=0,
+                bbox=[x1, y1, x2 - x1, y2 - y1], bbox_xyxy=[x1, y1, x2, y2],
+                area=(x2 - x1) * (y2 - y1), recist=[float(v) for v in les.recist],
+                diameters=[float(v) for v in les.diameters], lesion_type=les.lesion_type,
+                noisy=les.noisy, csv_line=les.row))
+    return dict(info=dict(description=f"DeepLesion {split} split (alignshift)"),
+                images=images, annotations=anns, categories=[dict(id=1, name="lesion")])

@@ -1,0 +1,6 @@
+"""Thickness-aware 1xKxK convolutions with 2D-shaped weights."""
+
+from .conv import A3DConv, AlignShiftConv, Conv1xKxK, ThicknessConv, TSMConv
+from .layers import SliceWise
+
+__all__ = ["A3DConv", "AlignShiftConv", "Conv1xKxK", "SliceWise", "ThicknessConv", "TSMConv"]

@@ -1,0 +1,147 @@
+"""1xKxK 3D convolutions that keep 2D-shaped weights, with optional depth mixing before them.
+
+Every class takes the ``nn.Conv2d`` constructor arguments, stores ``weight`` as
+``(out, in / groups, K, K)`` exactly like ``nn.Conv2d`` (so 2D checkpoints load unchanged) and
+runs on ``x: (B, C_in, D, H, W) -> (B, C_out, D, H', W')``; nothing is mixed across slices by the
+convolution itself.
+
+Thickness is passed explicitly as ``forward(x, thickness)``. A converted network whose blocks call
+``conv(x)`` with one argument gets it from :meth:`ThicknessConv.bind_thickness`, set per forward by
+the converter's wrapper on its own convs only (instance state, never global).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..ops import align_shift, tsm_shift
+
+__all__ = ["Conv1xKxK", "AlignShiftConv", "TSMConv", "A3DConv", "ThicknessConv"]
+
+_PairArg = Union[int, Tuple[int, int]]
+
+
+def _pair(v: _PairArg) -> Tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+class Conv1xKxK(nn.Conv2d):
+    """Plain 1xKxK 3D convolution: a 2D convolution applied to every slice.
+
+    Subclasses ``nn.Conv2d`` for its parameters, initialisation and ``state_dict`` layout only;
+    :meth:`forward` takes 5D input. ``enable_shift`` exists on every conv of this family so the
+    converter can keep the stem plain; here it has nothing to switch.
+    """
+
+    def __init__(self, *args, enable_shift: bool = True, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.enable_shift = enable_shift
+        self._bound_thickness: Optional[Tensor] = None
+
+    def bind_thickness(self, thickness: Optional[Tensor]) -> None:
+        """Thickness for calls that do not pass it (``conv(x)`` inside converted blocks)."""
+        self._bound_thickness = thickness
+
+    def mix_depth(self, x: Tensor, thickness: Optional[Tensor]) -> Tensor:
+        """Depth mixing applied before the convolution: identity for the plain conv."""
+        return x
+
+    def conv1xkxk(self, x: Tensor) -> Tensor:
+        if x.dim() != 5:
+            raise ValueError(
+                f"{type(self).__name__} expects x of shape (B, C, D, H, W), got {tuple(x.shape)}")
+        sh, sw = self.stride
+        dh, dw = self.dilation
+        weight = self.weight.unsqueeze(2)
+        if self.padding_mode != "zeros":
+            ph, pw = self._reversed_padding_repeated_twice[0], self._reversed_padding_repeated_twice[2]
+            x = F.pad(x, (pw, pw, ph, ph, 0, 0), mode=self.padding_mode)
+            padding = (0, 0, 0)
+        elif isinstance(self.padding, str):
+            if self.padding == "same" and not (sh == sw == 1):
+                raise ValueError("padding='same' needs stride 1")
+            padding = self.padding
+        else:
+            padding = (0, *self.padding)
+        return F.conv3d(x, weight, self.bias, (1, sh, sw), padding, (1, dh, dw), self.groups)
+
+    def forward(self, x: Tensor, thickness: Optional[Tensor] = None) -> Tensor:  # type: ignore[override]
+        """x: (B, C_in, D, H, W), thickness: (B,) mm or None -> (B, C_out, D, H', W')."""
+        if thickness is None:
+            thickness = self._bound_thickness
+        if self.enable_shift:
+            x = self.mix_depth(x, thickness)
+        return self.conv1xkxk(x)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ("" if self.enable_shift else ", enable_shift=False")
+
+
+ThicknessConv = Conv1xKxK  # the family's base class, for isinstance checks
+
+
+class TSMConv(Conv1xKxK):
+    """TSM shift over depth (2 / n_fold of the channels by one whole slice), then a 1xKxK conv."""
+
+    def __init__(self, *args, n_fold: int = 8, shift_padding: str = "zeros", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.n_fold, self.shift_padding = n_fold, shift_padding
+
+    def mix_depth(self, x: Tensor, thickness: Optional[Tensor]) -> Tensor:
+        return tsm_shift(x, self.n_fold, self.shift_padding)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", n_fold={self.n_fold}, shift_padding={self.shift_padding!r}"
+
+
+class AlignShiftConv(Conv1xKxK):
+    """Thickness-aware shift (AlignShift) by ``ref_thickness`` mm, then a 1xKxK conv.
+
+    ``forward(x, thickness)`` needs thickness ``(B,)`` in mm, passed or bound.
+    """
+
+    def __init__(self, *args, n_fold: int = 8, ref_thickness: float = 2.0,
+                 shift_padding: str = "replicate", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.n_fold, self.ref_thickness, self.shift_padding = n_fold, ref_thickness, shift_padding
+
+    def mix_depth(self, x: Tensor, thickness: Optional[Tensor]) -> Tensor:
+        if thickness is None:
+            raise ValueError(
+                "AlignShiftConv needs the slice thickness: call forward(x, thickness) with a (B,) "
+                "tensor in mm, or the converted model's forward(x, thickness)")
+        return align_shift(x, thickness, self.ref_thickness, self.n_fold, self.shift_padding)
+
+    def extra_repr(self) -> str:
+        return (super().extra_repr() + f", n_fold={self.n_fold}, ref_thickness={self.ref_thickness}"
+                f", shift_padding={self.shift_padding!r}")
+
+
+class A3DConv(Conv1xKxK):
+    """Learnable per-channel D x D depth mixing (A3D, MICCAI 2021), then a 1xKxK conv.
+
+    ``depth_mix: (C_in, D, D)`` starts at the identity plus ``init_noise`` so the converted
+    network initially behaves like the plain 1xKxK one. It needs the number of slices ``D``.
+    """
+
+    def __init__(self, *args, num_slices: int = 7, init_noise: float = 1e-3, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if num_slices < 1:
+            raise ValueError(f"num_slices must be >= 1, got {num_slices}")
+        self.num_slices = num_slices
+        eye = torch.eye(num_slices).expand(self.in_channels, num_slices, num_slices).clone()
+        self.depth_mix = nn.Parameter(eye + init_noise * torch.randn_like(eye))
+
+    def mix_depth(self, x: Tensor, thickness: Optional[Tensor]) -> Tensor:
+        if x.shape[2] != self.num_slices:
+            raise ValueError(
+                f"A3DConv was built for D={self.num_slices} slices, got x of shape {tuple(x.shape)}")
+        # out[b, c, d] = sum_e depth_mix[c, d, e] * x[b, c, e]
+        return torch.einsum("cde,bcehw->bcdhw", self.depth_mix.to(x.dtype), x)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", num_slices={self.num_slices}"

@@ -1,0 +1,173 @@
+"""Functional depth-shift operators: AlignShift (thickness-aware) and TSM.
+
+Both act on ``x: (B, C, D, H, W)`` and split the channels in ``n_fold`` groups of
+``fold = C // n_fold``. Channels ``[0, fold)`` look one slice forward (``d + 1``), channels
+``[fold, 2 * fold)`` one slice backward (``d - 1``), the rest pass through unchanged::
+
+    out[:, c, d] = a * x[:, c, d] + (1 - a) * x[:, c, d + 1]     c in [0, fold)
+    out[:, c, d] = a * x[:, c, d] + (1 - a) * x[:, c, d - 1]     c in [fold, 2 * fold)
+
+with ``a = 1 - clamp(ref_thickness / thickness, 0, 1)`` per sample for AlignShift and ``a = 0``
+for TSM. The neighbour beyond the volume's edge is zero (``padding='zeros'``) or the edge slice
+itself (``padding='replicate'``).
+
+The operators are out-of-place and have a hand-written, exact backward: they never touch their
+input, so they are safe after in-place ReLUs and inside residual blocks.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Union
+
+import torch
+from torch import Tensor
+
+__all__ = ["align_shift", "tsm_shift", "shift_alpha", "check_thickness"]
+
+_PADDINGS = ("zeros", "replicate")
+
+
+def check_thickness(thickness: Union[Tensor, float, list], batch_size: int) -> Tensor:
+    """Validate slice thicknesses and return them as a float64 tensor of shape ``(B,)``.
+
+    Accepts ``(B,)`` or ``(B, 1)`` tensors, sequences or a scalar (broadcast to the batch).
+    ``inf`` is allowed (no shift); NaN, values <= 0 and a wrong batch size raise ``ValueError``.
+    """
+    t = torch.as_tensor(thickness, dtype=torch.float64).detach()
+    if t.dim() == 0:
+        t = t.expand(batch_size)
+    elif t.dim() == 2 and t.shape[1] == 1:
+        t = t[:, 0]
+    if t.dim() != 1 or t.shape[0] != batch_size:
+        raise ValueError(
+            f"thickness must have shape ({batch_size},) or ({batch_size}, 1) to match the batch, "
+            f"got shape {tuple(t.shape)}: {t.tolist()}"
+        )
+    bad = torch.isnan(t) | (t <= 0)
+    if bool(bad.any()):
+        raise ValueError(
+            f"thickness must be > 0 mm (inf means no shift); offending values at batch positions "
+            f"{bad.nonzero().flatten().tolist()}: {t[bad].tolist()}"
+        )
+    return t
+
+
+def shift_alpha(thickness: Tensor, ref_thickness: float = 2.0) -> Tensor:
+    """``a = 1 - clamp(ref_thickness / thickness, 0, 1)``: the weight kept on the own slice.
+
+    thickness: (B,) in mm. Returns (B,). Thin slices (<= ref) shift fully (a = 0); a 5 mm series
+    with ref 2 mm keeps 60 % of its own slice, so every shift spans ``ref_thickness`` mm.
+    """
+    if not ref_thickness > 0 or math.isinf(ref_thickness):
+        raise ValueError(f"ref_thickness must be a finite value > 0 mm, got {ref_thickness}")
+    return 1.0 - torch.clamp(ref_thickness / thickness, 0.0, 1.0)
+
+
+def _shift_forward(x: Tensor, a: Tensor, fold: int, replicate: bool) -> Tensor:
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    out[:, 2 * fold :] = x[:, 2 * fold :]
+    if fold == 0:
+        return out
+    fwd, bwd = x[:, :fold], x[:, fold : 2 * fold]
+    o_fwd, o_bwd = out[:, :fold], out[:, fold : 2 * fold]
+    # lerp(start, end, w) = (1 - w) * start + w * end, computed in one pass.
+    torch.lerp(fwd[:, :, 1:], fwd[:, :, :-1], a, out=o_fwd[:, :, :-1])
+    torch.lerp(bwd[:, :, :-1], bwd[:, :, 1:], a, out=o_bwd[:, :, 1:])
+    if replicate:  # the neighbour beyond the edge is the edge slice itself
+        o_fwd[:, :, -1] = fwd[:, :, -1]
+        o_bwd[:, :, 0] = bwd[:, :, 0]
+    else:  # the neighbour beyond the edge is zero
+        torch.mul(fwd[:, :, -1], a[:, :, 0], out=o_fwd[:, :, -1])
+        torch.mul(bwd[:, :, 0], a[:, :, 0], out=o_bwd[:, :, 0])
+    return out
+
+
+def _shift_backward(g: Tensor, a: Tensor, fold: int, replicate: bool) -> Tensor:
+    gx = torch.empty_like(g, memory_format=torch.contiguous_format)
+    gx[:, 2 * fold :] = g[:, 2 * fold :]
+    if fold == 0:
+        return gx
+    b = 1.0 - a
+    g_fwd, g_bwd = g[:, :fold], g[:, fold : 2 * fold]
+    gx_fwd, gx_bwd = gx[:, :fold], gx[:, fold : 2 * fold]
+    # x[d] reaches out[d] with weight a and out[d - 1] (forward fold) with weight 1 - a.
+    torch.mul(g_fwd, a, out=gx_fwd)
+    gx_fwd[:, :, 1:].addcmul_(g_fwd[:, :, :-1], b)
+    torch.mul(g_bwd, a, out=gx_bwd)
+    gx_bwd[:, :, :-1].addcmul_(g_bwd[:, :, 1:], b)
+    if replicate:
+        gx_fwd[:, :, -1].addcmul_(g_fwd[:, :, -1], b[:, :, 0])
+        gx_bwd[:, :, 0].addcmul_(g_bwd[:, :, 0], b[:, :, 0])
+    return gx
+
+
+class _DepthShift(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, a: Tensor, fold: int, replicate: bool) -> Tensor:
+        ctx.save_for_backward(a)
+        ctx.fold, ctx.replicate = fold, replicate
+        return _shift_forward(x, a, fold, replicate)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        (a,) = ctx.saved_tensors
+        # The shift is linear in x, so its adjoint is again a cheap shift; it is itself
+        # differentiable (plain torch ops on g), which keeps double backward correct too.
+        return _DepthShiftAdjoint.apply(g, a, ctx.fold, ctx.replicate), None, None, None
+
+
+class _DepthShiftAdjoint(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, g: Tensor, a: Tensor, fold: int, replicate: bool) -> Tensor:
+        ctx.save_for_backward(a)
+        ctx.fold, ctx.replicate = fold, replicate
+        return _shift_backward(g, a, fold, replicate)
+
+    @staticmethod
+    def backward(ctx, gg: Tensor):
+        (a,) = ctx.saved_tensors
+        return _DepthShift.apply(gg, a, ctx.fold, ctx.replicate), None, None, None
+
+
+def _depth_shift(x: Tensor, alpha: Tensor, n_fold: int, padding: str) -> Tensor:
+    if x.dim() != 5:
+        raise ValueError(f"expected x of shape (B, C, D, H, W), got {tuple(x.shape)}")
+    if padding not in _PADDINGS:
+        raise ValueError(f"padding must be one of {_PADDINGS}, got {padding!r}")
+    if n_fold < 2:
+        raise ValueError(f"n_fold must be >= 2 (two folds are shifted), got {n_fold}")
+    fold = x.shape[1] // n_fold
+    a = alpha.to(device=x.device, dtype=x.dtype).reshape(-1, 1, 1, 1, 1)
+    return _DepthShift.apply(x, a, fold, padding == "replicate")
+
+
+def align_shift(
+    x: Tensor,
+    thickness: Union[Tensor, float],
+    ref_thickness: float = 2.0,
+    n_fold: int = 8,
+    padding: str = "replicate",
+) -> Tensor:
+    """Thickness-aware depth shift (AlignShift, MICCAI 2020).
+
+    Args:
+        x: (B, C, D, H, W) features.
+        thickness: (B,) or (B, 1) slice interval in mm per sample; ``inf`` means no shift.
+        ref_thickness: the physical distance in mm that every shift spans.
+        n_fold: 1 / n_fold of the channels shift forward, 1 / n_fold backward.
+        padding: ``'replicate'`` (published setting) or ``'zeros'`` beyond the volume edge.
+
+    Returns:
+        (B, C, D, H, W), a new tensor; ``x`` is never modified.
+    """
+    t = check_thickness(thickness, x.shape[0])
+    return _depth_shift(x, shift_alpha(t, ref_thickness), n_fold, padding)
+
+
+def tsm_shift(x: Tensor, n_fold: int = 8, padding: str = "zeros") -> Tensor:
+    """Temporal Shift Module applied over depth: whole-slice shift of 2 / n_fold of the channels.
+
+    x: (B, C, D, H, W) -> (B, C, D, H, W), a new tensor; ``x`` is never modified.
+    """
+    return _depth_shift(x, torch.zeros(x.shape[0], dtype=torch.float64), n_fold, padding)

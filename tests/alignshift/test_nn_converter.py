@@ -1,0 +1,176 @@
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from alignshift.converter import UnsupportedLayerError, adapt_in_channels, convert
+from alignshift.nn import A3DConv, AlignShiftConv, Conv1xKxK, TSMConv
+from alignshift.ops import align_shift, tsm_shift
+
+
+def test_conv_modules_keep_2d_weights_and_match_functional():
+    conv2d = nn.Conv2d(16, 8, 3, stride=2, padding=1)
+    x = torch.randn(2, 16, 5, 12, 12)
+    t = torch.tensor([1.0, 5.0])
+    for cls in (Conv1xKxK, TSMConv, AlignShiftConv):
+        m = cls(16, 8, 3, stride=2, padding=1)
+        assert m.weight.shape == conv2d.weight.shape
+        m.load_state_dict(conv2d.state_dict())  # 2D checkpoints load unchanged
+        w3 = conv2d.weight.unsqueeze(2)
+        ref = {Conv1xKxK: x, TSMConv: tsm_shift(x), AlignShiftConv: align_shift(x, t)}[cls]
+        want = F.conv3d(ref, w3, conv2d.bias, (1, 2, 2), (0, 1, 1))
+        torch.testing.assert_close(m(x, t), want)
+        m.enable_shift = False
+        torch.testing.assert_close(m(x, t), F.conv3d(x, w3, conv2d.bias, (1, 2, 2), (0, 1, 1)))
+
+
+def test_plain_conv_is_per_slice_conv2d():
+    conv2d = nn.Conv2d(4, 6, 3, padding=1, groups=2, padding_mode="reflect")
+    m = Conv1xKxK(4, 6, 3, padding=1, groups=2, padding_mode="reflect")
+    m.load_state_dict(conv2d.state_dict())
+    x = torch.randn(2, 4, 3, 9, 9)
+    for d in range(3):
+        torch.testing.assert_close(m(x)[:, :, d], conv2d(x[:, :, d]))
+
+
+def test_a3d_starts_near_identity_and_learns():
+    m = A3DConv(8, 8, 3, padding=1, num_slices=5)
+    plain = Conv1xKxK(8, 8, 3, padding=1)
+    plain.load_state_dict(m.state_dict(), strict=False)
+    x = torch.randn(2, 8, 5, 6, 6)
+    assert (m(x) - plain(x)).abs().max() < 0.05
+    m(x).sum().backward()
+    assert m.depth_mix.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="D=5"):
+        m(torch.randn(2, 8, 3, 6, 6))
+
+
+def test_alignshift_conv_needs_thickness():
+    with pytest.raises(ValueError, match="thickness"):
+        AlignShiftConv(8, 8, 1)(torch.randn(1, 8, 3, 4, 4))
+
+
+@pytest.mark.parametrize("name", ["resnet18", "densenet121", "vgg11_bn", "mobilenet_v3_small"])
+def test_plain_conversion_equals_2d_original_at_d1(name):
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, name)(weights=None).eval()
+    forward_before = type(model).forward
+    net3d = convert(model, conv="plain").eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        want, got = model(x), net3d(x.unsqueeze(2))
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    assert type(model).forward is forward_before
+    assert isinstance(model.state_dict(), dict) and any(  # the original is untouched
+        type(m) is nn.Conv2d for m in model.modules())
+
+
+def test_weights_carried_exactly():
+    model = torchvision.models.resnet18(weights=None)
+    net3d = convert(model, conv="alignshift")
+    sd2, sd3 = model.state_dict(), net3d.model.state_dict()
+    assert set(sd2) == set(sd3)
+    for k in sd2:
+        assert torch.equal(sd2[k], sd3[k]), k
+    convs = [m for m in net3d.modules() if isinstance(m, Conv1xKxK)]
+    assert all(isinstance(m, AlignShiftConv) for m in convs)
+    assert not convs[0].enable_shift and all(m.enable_shift for m in convs[1:])
+
+
+def _basic_block_ref(block, x, t):
+    def conv(c, v):
+        v = align_shift(v, t) if c.enable_shift else v
+        return F.conv3d(v, c.weight.unsqueeze(2), c.bias, (1, *c.stride), (0, *c.padding))
+
+    def bn(b, v):
+        return F.batch_norm(v, b.running_mean, b.running_var, b.weight, b.bias, False, 0.0, b.eps)
+
+    out = F.relu(bn(block.bn1, conv(block.conv1, x)))
+    out = bn(block.bn2, conv(block.conv2, out))
+    idn = x if block.downsample is None else bn(block.downsample[1], conv(block.downsample[0], x))
+    return F.relu(out + idn)
+
+
+def test_converted_resnet_matches_hand_written_reference():
+    torch.manual_seed(1)
+    model = torchvision.models.resnet18(weights=None)
+    for m in model.modules():  # non-trivial running statistics
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    # the classifier flattens depth into features; compare the trunk's flattened output
+    model.avgpool, model.fc = nn.Identity(), nn.Identity()
+    net = convert(model, conv="alignshift").eval()
+    x, t = torch.randn(2, 3, 5, 48, 48), torch.tensor([1.25, 5.0])
+    m = net.model
+    with torch.no_grad():
+        v = F.conv3d(x, m.conv1.weight.unsqueeze(2), None, (1, 2, 2), (0, 3, 3))
+        v = F.relu(F.batch_norm(v, m.bn1.running_mean, m.bn1.running_var, m.bn1.weight,
+                                m.bn1.bias, False, 0.0, m.bn1.eps))
+        v = F.max_pool3d(v, (1, 3, 3), (1, 2, 2), (0, 1, 1))
+        for layer in (m.layer1, m.layer2, m.layer3, m.layer4):
+            for block in layer:
+                v = _basic_block_ref(block, v, t)
+        torch.testing.assert_close(net(x, t), v.flatten(1), rtol=1e-5, atol=1e-5)
+
+
+def test_models_never_see_each_others_thickness():
+    torch.manual_seed(2)
+    base = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1))
+    a, b = convert(base, "alignshift"), convert(base, "alignshift")
+    x = torch.randn(2, 1, 5, 8, 8)
+    ta, tb = torch.tensor([1.0, 1.0]), torch.tensor([5.0, 10.0])
+    want_a, want_b = a(x, ta), b(x, tb)
+    for _ in range(2):
+        got_a, got_b = a(x, ta), b(x, tb)
+        torch.testing.assert_close(got_a, want_a)
+        torch.testing.assert_close(got_b, want_b)
+    assert not torch.allclose(want_a, want_b)
+    assert type(a.model).forward is nn.Sequential.forward
+
+
+def test_unsupported_layer_is_named():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Sequential(nn.LSTM(4, 4)))
+    with pytest.raises(UnsupportedLayerError, match=r"'1\.0'.*LSTM"):
+        convert(model, "tsm")
+    convert(model, "tsm", keep=(nn.LSTM,))  # explicitly kept
+
+
+def test_functional_conv_in_forward_is_refused():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(4, 3, 3, 3))
+
+        def forward(self, x):
+            return F.conv2d(x, self.w)
+
+    with pytest.raises(UnsupportedLayerError, match="conv2d"):
+        convert(Net(), "plain")
+
+
+def test_in_channels_adaptation():
+    w = torch.randn(8, 3, 3, 3)
+    torch.testing.assert_close(adapt_in_channels(w, 1), w.mean(1, keepdim=True))
+    w7 = adapt_in_channels(w, 7)
+    assert w7.shape == (8, 7, 3, 3)
+    # a grey image repeated over the inputs gives exactly the RGB response
+    torch.testing.assert_close(w7.sum(1), w.sum(1))
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 1))
+    net = convert(model, "tsm", in_channels=1)
+    assert net(torch.randn(1, 1, 3, 8, 8)).shape == (1, 4, 3, 6, 6)
+
+
+def test_pools_norms_and_upsample_convert():
+    model = nn.Sequential(
+        nn.Conv2d(2, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+        nn.AvgPool2d(2), nn.GroupNorm(2, 8), nn.Upsample(scale_factor=2, mode="bilinear"),
+        nn.InstanceNorm2d(8, affine=True), nn.AdaptiveAvgPool2d(3)).eval()
+    net = convert(model, "plain").eval()
+    x = torch.randn(2, 2, 4, 16, 16)
+    y = net(x)
+    assert y.shape == (2, 8, 4, 3, 3)
+    with torch.no_grad():
+        for d in range(4):
+            torch.testing.assert_close(y[:, :, d], model(x[:, :, d]), rtol=1e-5, atol=1e-5)

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Build (once) and install mmcv with its compiled ops into the given interpreter's environment.
+#
+# No mmcv wheel exists for torch >= 2.10, so we build the PyPI sdist. The built wheel is cached
+# under ${XDG_CACHE_HOME:-~/.cache}/alignshift/, keyed by mmcv, torch (incl. CUDA tag) and Python
+# versions, so a second clone installs it in seconds without running a compiler.
+#
+# Usage: tools/install_mmcv.sh PYTHON [MMCV_VERSION]
+set -euo pipefail
+
+PY=${1:?usage: install_mmcv.sh PYTHON [MMCV_VERSION]}
+PY=$(command -v "$PY" || echo "$PY"); case "$PY" in /*) ;; *) PY="$PWD/$PY";; esac
+MMCV_VERSION=${2:-2.1.0}
+log() { echo "[install_mmcv] $*"; }
+
+read -r TORCH_VER PY_VER HAS_GPU < <("$PY" - <<'PYEOF'
+import sys, torch
+print(torch.__version__.replace('+', '_'), f"{sys.version_info[0]}{sys.version_info[1]}",
+      int(torch.cuda.is_available()))
+PYEOF
+)
+WITH_CUDA=0
+if [ "$HAS_GPU" = 1 ] && command -v nvcc >/dev/null 2>&1; then
+  WITH_CUDA=1
+fi
+KEY="mmcv${MMCV_VERSION}-torch${TORCH_VER}-py${PY_VER}-$([ $WITH_CUDA = 1 ] && echo cuda || echo cpu)"
+CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/alignshift"
+CACHE_DIR="$CACHE_ROOT/$KEY"
+mkdir -p "$CACHE_ROOT"
+
+check_ops() {
+  "$PY" -c "from mmcv.ops import nms, RoIAlign, batched_nms; import mmcv; print('mmcv', mmcv.__version__, 'with compiled ops: OK')"
+}
+
+wheel=$(ls "$CACHE_DIR"/mmcv-*.whl 2>/dev/null | head -n 1 || true)
+if [ -n "$wheel" ]; then
+  log "using cached wheel $wheel (no compilation)"
+else
+  log "no cached wheel for $KEY: building mmcv $MMCV_VERSION from the sdist."
+  log "This compiles the C++ ops and takes about 16 minutes on 2 cores; later set-ups reuse the wheel."
+  build=$(mktemp -d "$CACHE_ROOT/build.XXXXXX")
+  trap 'rm -rf "$build"' EXIT
+  # --no-build-isolation: metadata preparation imports pkg_resources, absent from fresh setuptools.
+  "$PY" -m pip download --no-deps --no-binary :all: --no-build-isolation -d "$build" "mmcv==$MMCV_VERSION"
+  tar -xzf "$build"/mmcv-"$MMCV_VERSION".tar.gz -C "$build"
+  src="$build/mmcv-$MMCV_VERSION"
+  # torch >= 2.10 headers need C++20; mmcv 2.1.0 hard-codes c++14/c++17.
+  sed -i -e 's/-std=c++14/-std=c++20/g' -e 's/-std=c++17/-std=c++20/g' "$src/setup.py"
+  export MMCV_WITH_OPS=1
+  export MAX_JOBS=${MAX_JOBS:-$(nproc)}
+  if [ "$WITH_CUDA" = 1 ]; then
+    log "nvcc and a GPU found: building CUDA ops too (FORCE_CUDA=1)"
+    export FORCE_CUDA=1
+  fi
+  log "compiling (MAX_JOBS=$MAX_JOBS) ..."
+  # --no-build-isolation: build against the torch already installed, not a fresh download.
+  (cd "$src" && "$PY" -m pip wheel --no-deps --no-build-isolation -w "$build/dist" . )
+  built=$(ls "$build"/dist/mmcv-*.whl)
+  mkdir -p "$CACHE_DIR.tmp"
+  cp "$built" "$CACHE_DIR.tmp/"
+  rm -rf "$CACHE_DIR" && mv "$CACHE_DIR.tmp" "$CACHE_DIR"  # publish atomically
+  wheel=$(ls "$CACHE_DIR"/mmcv-*.whl)
+  log "cached $wheel"
+fi
+
+"$PY" -m pip install --no-deps --force-reinstall "$wheel"
+if ! check_ops; then
+  echo "[install_mmcv] ERROR: mmcv installed but its compiled ops do not import (mmcv._ext missing?)." >&2
+  echo "[install_mmcv] Remove $CACHE_DIR and re-run to rebuild." >&2
+  exit 1
+fi
