@@ -1,0 +1,14 @@
+"""MMDetection 3 glue for alignshift: import (or ``custom_imports``) registers everything."""
+
+from .backbones import DenseNet3DBackbone, DenseNet25DBackbone
+from .datasets import DeepLesionDataset
+from .detector import ThicknessAwareFasterRCNN
+from .hooks import DeepLesionVisualizationHook
+from .metrics import DeepLesionFROCMetric
+from .runner import AlignShiftRunner
+from .transforms import LoadDeepLesionSlices, RandomShiftScaleRotate
+
+__all__ = ["AlignShiftRunner", "DeepLesionDataset", "DeepLesionFROCMetric", "DeepLesionVisualizationHook",
+           "DenseNet25DBackbone",
+           "DenseNet3DBackbone", "LoadDeepLesionSlices", "RandomShiftScaleRotate",
+           "ThicknessAwareFasterRCNN"]

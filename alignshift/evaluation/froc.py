@@ -26,7 +26,7 @@ import numpy as np
 from ..data.deeplesion import THIN_MAX_MM
 
 __all__ = ["FROCCurve", "froc", "sens_at_fps", "froc_breakdown", "format_froc_table",
-           "plot_froc", "DEFAULT_FPS", "AVG_FPS", "box_iou"]
+           "plot_froc", "summarize", "save_froc_report", "DEFAULT_FPS", "AVG_FPS", "box_iou"]
 
 DEFAULT_FPS = (0.5, 1, 2, 4, 8, 16)
 AVG_FPS = (0.5, 1, 2, 4)
@@ -207,3 +207,27 @@ def plot_froc(results: Dict[str, dict], path: str, title: str = "FROC") -> str:
     plt.close(fig)
     os.replace(tmp, path)
     return path
+
+
+def summarize(results: Dict[str, dict]) -> Dict[str, dict]:
+    """JSON-ready ``{subset: {"sens": [...], "avg": x, "num_images": n, "num_gt": m}}``."""
+    return {k: {"sens": [float(s) for s in v["sens"]], "avg": float(v["avg"]),
+                "num_images": int(v["num_images"]), "num_gt": int(v["num_gt"])}
+            for k, v in results.items()}
+
+
+def save_froc_report(results: Dict[str, dict], out_dir: str, title: str = "") -> str:
+    """Write ``froc_table.txt``, ``froc.png`` and ``froc.json`` into ``out_dir``; return the table."""
+    import json
+    import os
+
+    os.makedirs(out_dir, exist_ok=True)
+    table = format_froc_table(results, title=title)
+    for name, text in (("froc_table.txt", table + "\n"),
+                       ("froc.json", json.dumps(summarize(results), indent=1))):
+        tmp = os.path.join(out_dir, name + ".tmp")
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, os.path.join(out_dir, name))
+    plot_froc(results, os.path.join(out_dir, "froc.png"), title=title or "FROC")
+    return table

@@ -1,0 +1,62 @@
+"""Timing and peak-memory helpers shared by the benchmarks."""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from typing import Callable, Optional
+
+import torch
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_time(fn: Callable[[], None], device: torch.device, repeats: int, warmup: int = 2) -> float:
+    """Median wall time of ``fn`` in seconds."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _proc_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise OSError(field)
+
+
+def peak_bytes(fn: Callable[[], None], device: torch.device) -> Optional[int]:
+    """Extra memory at the peak of ``fn`` over what was alive before it.
+
+    CUDA: the caching allocator's peak. CPU (Linux): the process' peak resident set (VmHWM,
+    reset through /proc/self/clear_refs) minus the resident set before; large CPU tensors are
+    mmap-backed and returned on free, so this tracks live tensors. None where unavailable.
+    """
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - base
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        base = _proc_kib("VmRSS")
+        fn()
+        return (_proc_kib("VmHWM") - base) * 1024
+    except OSError:
+        return None

@@ -1,0 +1,13 @@
+# A3D: learnable per-channel depth mixing over 7 slices resampled to 2 mm.
+_base_ = [
+    "../_base_/models/faster_rcnn_densenet.py",
+    "../_base_/datasets/deeplesion.py",
+    "../_base_/schedules/schedule_20e.py",
+    "../_base_/default_runtime.py",
+]
+num_slices = 7
+interpolate = True
+model = dict(backbone=dict(conv="a3d", num_slices=num_slices))
+train_dataloader = dict(dataset=dict(num_slices=num_slices, interpolate=interpolate))
+val_dataloader = dict(dataset=dict(num_slices=num_slices, interpolate=interpolate))
+test_dataloader = dict(dataset=dict(num_slices=num_slices, interpolate=interpolate))

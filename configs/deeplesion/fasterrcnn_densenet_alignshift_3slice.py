@@ -1,0 +1,13 @@
+# AlignShift: thickness-aware shifts over 3 native slices (thick series are not resampled).
+_base_ = [
+    "../_base_/models/faster_rcnn_densenet.py",
+    "../_base_/datasets/deeplesion.py",
+    "../_base_/schedules/schedule_20e.py",
+    "../_base_/default_runtime.py",
+]
+num_slices = 3
+interpolate = False
+model = dict(backbone=dict(conv="alignshift", num_slices=num_slices))
+train_dataloader = dict(dataset=dict(num_slices=num_slices, interpolate=interpolate))
+val_dataloader = dict(dataset=dict(num_slices=num_slices, interpolate=interpolate))
+test_dataloader = dict(dataset=dict(num_slices=num_slices, interpolate=interpolate))

@@ -1,0 +1,46 @@
+# The CPU demo: the AlignShift 3-slice detector on the synthetic DeepLesion of `make demo`.
+# Departures from the paper's config, for a laptop CPU: 128-pixel images, no ImageNet
+# initialisation (no download), a 512-unit box head, a short schedule.
+_base_ = ["../deeplesion/fasterrcnn_densenet_alignshift_3slice.py"]
+
+data_root = "{{$DEEPLESION_ROOT:data/synthetic_deeplesion/}}"
+img_scale = (128, 128)
+max_epochs = 8
+
+model = dict(
+    backbone=dict(pretrained=None),
+    roi_head=dict(bbox_head=dict(fc_out_channels=512)),
+    train_cfg=dict(rpn_proposal=dict(nms_pre=1000, max_per_img=300)),
+    test_cfg=dict(rpn=dict(nms_pre=600, max_per_img=300)))
+
+meta_keys = ("img_id", "img_path", "file_name", "ori_shape", "img_shape", "scale_factor", "flip",
+             "flip_direction", "thickness", "spacing")
+train_pipeline = [
+    dict(type="LoadDeepLesionSlices"),
+    dict(type="LoadAnnotations", with_bbox=True),
+    dict(type="Resize", scale=img_scale, keep_ratio=True),
+    dict(type="RandomShiftScaleRotate", shift_limit=0.0625, scale_limit=0.1, rotate_limit=15,
+         prob=0.5),
+    dict(type="RandomFlip", prob=0.5),
+    dict(type="PackDetInputs", meta_keys=meta_keys),
+]
+test_pipeline = [
+    dict(type="LoadDeepLesionSlices"),
+    dict(type="Resize", scale=img_scale, keep_ratio=True),
+    dict(type="LoadAnnotations", with_bbox=True),
+    dict(type="PackDetInputs", meta_keys=meta_keys),
+]
+train_dataloader = dict(num_workers=0, persistent_workers=False,
+                        dataset=dict(data_root=data_root, pipeline=train_pipeline))
+val_dataloader = dict(num_workers=0, persistent_workers=False,
+                      dataset=dict(data_root=data_root, pipeline=test_pipeline))
+test_dataloader = dict(num_workers=0, persistent_workers=False,
+                       dataset=dict(data_root=data_root, pipeline=test_pipeline))
+
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
+param_scheduler = [
+    dict(type="LinearLR", start_factor=1.0 / 3, by_epoch=False, begin=0, end=100),
+    dict(type="MultiStepLR", begin=0, end=max_epochs, by_epoch=True, milestones=[6], gamma=0.1),
+]
+default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=max_epochs, max_keep_ckpts=1),
+                     visualization=dict(max_images=12))

@@ -1,0 +1,77 @@
+"""Detection overlays on the key slice (``tools/test.py --show-dir``)."""
+
+from __future__ import annotations
+
+import os
+import os.path as osp
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+from mmdet.registry import HOOKS
+from mmengine.hooks import Hook
+
+from alignshift.data import read_hu, window
+
+
+def draw_overlay(key_hu: np.ndarray, gt_boxes: np.ndarray, pred_boxes: np.ndarray,
+                 hu_window: Sequence[float] = (-175.0, 275.0), scale: int = 2) -> np.ndarray:
+    """The windowed key slice (BGR uint8), ground truth in green, detections in red with scores."""
+    img = window(key_hu, tuple(hu_window)).astype(np.uint8)
+    img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    if scale != 1:
+        img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    for b in np.asarray(gt_boxes).reshape(-1, 4):
+        x1, y1, x2, y2 = (int(round(v * scale)) for v in b)
+        cv2.rectangle(img, (x1, y1), (x2, y2), (0, 200, 0), 1)
+    for b in np.asarray(pred_boxes).reshape(-1, 5):
+        x1, y1, x2, y2 = (int(round(v * scale)) for v in b[:4])
+        cv2.rectangle(img, (x1, y1), (x2, y2), (0, 0, 255), 1)
+        cv2.putText(img, f"{b[4]:.2f}", (x1, max(y1 - 2, 8)), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
+                    (0, 0, 255), 1, cv2.LINE_AA)
+    return img
+
+
+@HOOKS.register_module()
+class DeepLesionVisualizationHook(Hook):
+    """Write ``<out_dir>/<series>_<slice>.png`` overlays for test images.
+
+    Args:
+        draw: off unless asked (``tools/test.py --show-dir`` turns it on).
+        score_thr: detections drawn at or above this score.
+        out_dir: folder for the PNGs (relative paths go under the work dir).
+        max_images: stop after this many (None: all).
+        hu_window: display window (soft tissue by default).
+    """
+
+    priority = "NORMAL"
+
+    def __init__(self, draw: bool = False, score_thr: float = 0.5, out_dir: Optional[str] = None,
+                 max_images: Optional[int] = None, hu_window: Sequence[float] = (-175.0, 275.0)):
+        self.draw, self.score_thr, self.out_dir = draw, score_thr, out_dir
+        self.max_images, self.hu_window = max_images, tuple(hu_window)
+        self._written = 0
+
+    def before_test(self, runner) -> None:
+        self._written = 0
+        if self.draw:
+            self.out_dir = osp.join(runner.work_dir, self.out_dir or "overlays")
+            os.makedirs(self.out_dir, exist_ok=True)
+
+    def after_test_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if not self.draw or outputs is None:
+            return
+        for s in outputs:
+            if self.max_images is not None and self._written >= self.max_images:
+                return
+            sx, sy = s.metainfo.get("scale_factor", (1.0, 1.0))
+            gt = s.gt_instances.bboxes
+            gt = (gt.tensor if hasattr(gt, "tensor") else gt).cpu().numpy() / [sx, sy, sx, sy]
+            p = s.pred_instances
+            keep = (p.scores >= self.score_thr).cpu().numpy()
+            pred = np.hstack([p.bboxes.cpu().numpy(), p.scores.cpu().numpy()[:, None]])[keep]
+            img = draw_overlay(read_hu(s.metainfo["img_path"]), gt, pred, self.hu_window)
+            name = s.metainfo.get("file_name", osp.basename(s.metainfo["img_path"]))
+            path = osp.join(self.out_dir, name.replace("/", "_").replace("\\", "_"))
+            cv2.imwrite(path, img)
+            self._written += 1

@@ -1,0 +1,45 @@
+import json
+import os
+import shutil
+
+import pytest
+
+from tools import make_synthetic_deeplesion, prepare_deeplesion
+
+
+def test_prepare_reports_what_it_skips(synthetic_root, tmp_path, capsys):
+    root = tmp_path / "dl"
+    shutil.copytree(synthetic_root, root, ignore=shutil.ignore_patterns("annotations"))
+    with open(root / "DL_info.csv") as f:
+        first = f.readlines()[1]
+    series, key = first.split(",")[0].rsplit("_", 1)
+    os.remove(root / "Images_png" / series / key)  # a key slice that is missing on disk
+    assert prepare_deeplesion.main(["--data-root", str(root), "--out", str(tmp_path / "ann")]) == 0
+    out = capsys.readouterr().out
+    assert "images whose key slice PNG is missing" in out and f"{series}/{key}" in out
+    total = 0
+    for split in ("train", "val", "test"):
+        with open(tmp_path / "ann" / f"deeplesion_{split}.json") as f:
+            ann = json.load(f)
+        total += len(ann["images"])
+        assert not any(img["file_name"] == f"{series}/{key}" for img in ann["images"])
+        for img in ann["images"]:
+            assert {"thickness", "spacing", "window", "slice_range"} <= set(img)
+        for a in ann["annotations"]:
+            assert len(a["recist"]) == 8 and len(a["diameters"]) == 2 and not a["noisy"]
+    assert total > 0
+    assert not any(p.suffix == ".tmp" for p in (tmp_path / "ann").iterdir())
+
+
+def test_prepare_bad_root(tmp_path):
+    with pytest.raises(SystemExit):
+        prepare_deeplesion.main(["--data-root", str(tmp_path)])
+
+
+def test_make_synthetic_cli_reuses(tmp_path, capsys):
+    out = str(tmp_path / "syn")
+    assert make_synthetic_deeplesion.main(["--out", out, "--num-images", "3", "--image-size", "64"]) == 0
+    assert make_synthetic_deeplesion.main(["--out", out, "--num-images", "3"]) == 0
+    assert "reusing" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        make_synthetic_deeplesion.main(["--out", str(tmp_path / "x"), "--image-size", "16"])
