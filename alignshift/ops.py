@@ -23,7 +23,7 @@ from typing import Union
 import torch
 from torch import Tensor
 
-__all__ = ["align_shift", "tsm_shift", "shift_alpha", "check_thickness"]
+__all__ = ["align_shift", "tsm_shift", "shift_alpha", "check_thickness", "shift_conv3d"]
 
 _PADDINGS = ("zeros", "replicate")
 
@@ -171,3 +171,73 @@ def tsm_shift(x: Tensor, n_fold: int = 8, padding: str = "zeros") -> Tensor:
     x: (B, C, D, H, W) -> (B, C, D, H, W), a new tensor; ``x`` is never modified.
     """
     return _depth_shift(x, torch.zeros(x.shape[0], dtype=torch.float64), n_fold, padding)
+
+
+def _adjoint_inplace(g: Tensor, a: Tensor, fold: int, replicate: bool) -> Tensor:
+    """Apply the shift's adjoint to ``g`` in place (only the 2 * fold shifted channels change)."""
+    if fold == 0:
+        return g
+    b = 1.0 - a
+    for lo, forward in ((0, True), (fold, False)):
+        view = g[:, lo:lo + fold]
+        t = view.clone()
+        torch.mul(t, a, out=view)
+        if forward:  # out[d] took (1 - a) * x[d + 1]: x[d] receives from out[d - 1]
+            view[:, :, 1:].addcmul_(t[:, :, :-1], b)
+            edge = -1
+        else:
+            view[:, :, :-1].addcmul_(t[:, :, 1:], b)
+            edge = 0
+        if replicate:
+            view[:, :, edge].addcmul_(t[:, :, edge], b[:, :, 0])
+    return g
+
+
+class _ShiftConv(torch.autograd.Function):
+    """Depth shift followed by a 1xKxK convolution, saving the input instead of the shifted copy.
+
+    The shifted tensor is recomputed for the weight gradient, before the input gradient is
+    allocated, so the op holds no more memory than the plain convolution.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, a, fold, replicate, stride, padding, dilation, groups):
+        s = _shift_forward(x, a, fold, replicate)
+        y = torch.nn.functional.conv3d(s, weight, bias, stride, padding, dilation, groups)
+        ctx.save_for_backward(x, weight, a)
+        ctx.conf = (fold, replicate, stride, padding, dilation, groups, bias is not None)
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g):
+        x, weight, a = ctx.saved_tensors
+        fold, replicate, stride, padding, dilation, groups, has_bias = ctx.conf
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        g = g.contiguous()
+        conv_args = (stride, padding, dilation, False, [0, 0, 0], groups)
+        bias_sizes = [weight.shape[0]] if has_bias else None
+        gw = gb = gx = None
+        if need_w or (need_b and has_bias):
+            s = _shift_forward(x, a, fold, replicate)
+            _, gw, gb = torch.ops.aten.convolution_backward(
+                g, s, weight, bias_sizes, *conv_args, [False, need_w, need_b and has_bias])
+            del s
+        if need_x:
+            gx, _, _ = torch.ops.aten.convolution_backward(
+                g, x, weight, None, *conv_args, [True, False, False])
+            gx = _adjoint_inplace(gx, a, fold, replicate)
+        return gx, gw, gb, None, None, None, None, None, None, None
+
+
+def shift_conv3d(x: Tensor, weight: Tensor, bias: Tensor | None, alpha: Tensor, n_fold: int,
+                 padding_mode: str, stride, padding, dilation, groups: int) -> Tensor:
+    """``conv3d(shift(x), weight, ...)`` with the memory of a plain conv (see :class:`_ShiftConv`).
+
+    x: (B, C, D, H, W), weight: (O, C / groups, 1, K, K), alpha: (B,) weight on the own slice.
+    """
+    if padding_mode not in _PADDINGS:
+        raise ValueError(f"padding must be one of {_PADDINGS}, got {padding_mode!r}")
+    a = alpha.to(device=x.device, dtype=x.dtype).reshape(-1, 1, 1, 1, 1)
+    return _ShiftConv.apply(x, weight, bias, a, x.shape[1] // n_fold, padding_mode == "replicate",
+                            stride, padding, dilation, groups)

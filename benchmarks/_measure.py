@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import statistics
 import time
-from typing import Callable, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 
@@ -29,6 +29,24 @@ def median_time(fn: Callable[[], None], device: torch.device, repeats: int, warm
     return statistics.median(times)
 
 
+def interleaved_times(fns: Dict[str, Callable[[], None]], device: torch.device, repeats: int,
+                      warmup: int = 2) -> Dict[str, float]:
+    """Median wall time of each function, run in alternating rounds so that drift in machine
+    load hits every variant alike."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    _sync(device)
+    times: Dict[str, list] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def _proc_kib(field: str) -> int:
     with open("/proc/self/status") as f:
         for line in f:
@@ -41,8 +59,9 @@ def peak_bytes(fn: Callable[[], None], device: torch.device) -> Optional[int]:
     """Extra memory at the peak of ``fn`` over what was alive before it.
 
     CUDA: the caching allocator's peak. CPU (Linux): the process' peak resident set (VmHWM,
-    reset through /proc/self/clear_refs) minus the resident set before; large CPU tensors are
-    mmap-backed and returned on free, so this tracks live tensors. None where unavailable.
+    reset through /proc/self/clear_refs) minus the resident set before. This tracks live tensors
+    only when glibc returns freed blocks at once: run with ``MALLOC_MMAP_THRESHOLD_=65536``
+    (which slows allocation, so time in another process). None where unavailable.
     """
     gc.collect()
     if device.type == "cuda":

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops import align_shift, tsm_shift
+from ..ops import align_shift, check_thickness, shift_alpha, shift_conv3d, tsm_shift
 
 __all__ = ["Conv1xKxK", "AlignShiftConv", "TSMConv", "A3DConv", "ThicknessConv"]
 
@@ -50,6 +50,22 @@ class Conv1xKxK(nn.Conv2d):
         """Depth mixing applied before the convolution: identity for the plain conv."""
         return x
 
+    def shift_alpha(self, x: Tensor, thickness: Optional[Tensor]) -> Optional[Tensor]:
+        """For shift convs: (B,) weight each sample keeps on its own slice; None otherwise."""
+        return None
+
+    def _fused_padding(self) -> Optional[Tuple[int, int, int]]:
+        """Explicit (0, ph, pw) when the fused shift+conv kernel applies, else None."""
+        if self.padding_mode != "zeros":
+            return None
+        if isinstance(self.padding, str):
+            if self.padding == "valid":
+                return (0, 0, 0)
+            if any(k % 2 == 0 for k in self.kernel_size) or self.stride != (1, 1):
+                return None
+            return (0, *(d * (k - 1) // 2 for d, k in zip(self.dilation, self.kernel_size)))
+        return (0, *self.padding)
+
     def conv1xkxk(self, x: Tensor) -> Tensor:
         if x.dim() != 5:
             raise ValueError(
@@ -74,6 +90,13 @@ class Conv1xKxK(nn.Conv2d):
         if thickness is None:
             thickness = self._bound_thickness
         if self.enable_shift:
+            alpha = self.shift_alpha(x, thickness)
+            padding = self._fused_padding()
+            if alpha is not None and padding is not None and x.dim() == 5:
+                # one op: saves x rather than its shifted copy (memory of a plain conv)
+                return shift_conv3d(x, self.weight.unsqueeze(2), self.bias, alpha, self.n_fold,
+                                    self.shift_padding, (1, *self.stride), padding,
+                                    (1, *self.dilation), self.groups)
             x = self.mix_depth(x, thickness)
         return self.conv1xkxk(x)
 
@@ -94,6 +117,9 @@ class TSMConv(Conv1xKxK):
     def mix_depth(self, x: Tensor, thickness: Optional[Tensor]) -> Tensor:
         return tsm_shift(x, self.n_fold, self.shift_padding)
 
+    def shift_alpha(self, x: Tensor, thickness: Optional[Tensor]) -> Optional[Tensor]:
+        return torch.zeros(x.shape[0], dtype=torch.float64)
+
     def extra_repr(self) -> str:
         return super().extra_repr() + f", n_fold={self.n_fold}, shift_padding={self.shift_padding!r}"
 
@@ -109,12 +135,19 @@ class AlignShiftConv(Conv1xKxK):
         super().__init__(*args, **kwargs)
         self.n_fold, self.ref_thickness, self.shift_padding = n_fold, ref_thickness, shift_padding
 
-    def mix_depth(self, x: Tensor, thickness: Optional[Tensor]) -> Tensor:
+    def _thickness(self, x: Tensor, thickness: Optional[Tensor]) -> Tensor:
         if thickness is None:
             raise ValueError(
                 "AlignShiftConv needs the slice thickness: call forward(x, thickness) with a (B,) "
                 "tensor in mm, or the converted model's forward(x, thickness)")
-        return align_shift(x, thickness, self.ref_thickness, self.n_fold, self.shift_padding)
+        return check_thickness(thickness, x.shape[0])
+
+    def mix_depth(self, x: Tensor, thickness: Optional[Tensor]) -> Tensor:
+        return align_shift(x, self._thickness(x, thickness), self.ref_thickness, self.n_fold,
+                           self.shift_padding)
+
+    def shift_alpha(self, x: Tensor, thickness: Optional[Tensor]) -> Optional[Tensor]:
+        return shift_alpha(self._thickness(x, thickness), self.ref_thickness)
 
     def extra_repr(self) -> str:
         return (super().extra_repr() + f", n_fold={self.n_fold}, ref_thickness={self.ref_thickness}"

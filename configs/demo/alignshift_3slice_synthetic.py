@@ -5,7 +5,7 @@ _base_ = ["../deeplesion/fasterrcnn_densenet_alignshift_3slice.py"]
 
 data_root = "{{$DEEPLESION_ROOT:data/synthetic_deeplesion/}}"
 img_scale = (128, 128)
-max_epochs = 8
+max_epochs = 10
 
 model = dict(
     backbone=dict(pretrained=None),
@@ -40,7 +40,7 @@ test_dataloader = dict(num_workers=0, persistent_workers=False,
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 param_scheduler = [
     dict(type="LinearLR", start_factor=1.0 / 3, by_epoch=False, begin=0, end=100),
-    dict(type="MultiStepLR", begin=0, end=max_epochs, by_epoch=True, milestones=[6], gamma=0.1),
+    dict(type="MultiStepLR", begin=0, end=max_epochs, by_epoch=True, milestones=[8], gamma=0.1),
 ]
 default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=max_epochs, max_keep_ckpts=1),
                      visualization=dict(max_images=12))

@@ -174,3 +174,29 @@ def test_pools_norms_and_upsample_convert():
     with torch.no_grad():
         for d in range(4):
             torch.testing.assert_close(y[:, :, d], model(x[:, :, d]), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls", [TSMConv, AlignShiftConv])
+@pytest.mark.parametrize("shift_padding", ["zeros", "replicate"])
+def test_fused_shift_conv_matches_unfused_and_gradchecks(cls, shift_padding):
+    from alignshift.ops import shift_alpha, shift_conv3d
+
+    torch.manual_seed(0)
+    m = cls(8, 6, 3, stride=(1, 2), padding=1, bias=True, n_fold=4,
+            shift_padding=shift_padding).double()
+    x = torch.randn(2, 8, 4, 7, 7, dtype=torch.float64, requires_grad=True)
+    t = torch.tensor([1.0, 3.0], dtype=torch.float64)
+    fused = m(x, t)
+    unfused = m.conv1xkxk(m.mix_depth(x, t))
+    torch.testing.assert_close(fused, unfused)
+    g = torch.randn_like(fused)
+    grads_f = torch.autograd.grad(fused, (x, m.weight, m.bias), g)
+    grads_u = torch.autograd.grad(unfused, (x, m.weight, m.bias), g)
+    for a, b in zip(grads_f, grads_u):
+        torch.testing.assert_close(a, b)
+    alpha = shift_alpha(t) if cls is AlignShiftConv else torch.zeros(2, dtype=torch.float64)
+    w = m.weight.detach().unsqueeze(2).requires_grad_()
+    b = m.bias.detach().clone().requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda x, w, b: shift_conv3d(x, w, b, alpha, 4, shift_padding, (1, 1, 2), (0, 1, 1),
+                                     (1, 1, 1), 1), (x, w, b))

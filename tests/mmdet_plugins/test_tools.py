@@ -59,9 +59,24 @@ def test_checkpoint_round_trip_reproduces_froc(trained, prepared_root, tmp_path)
     log = run("eval_froc.py", str(out), "--out-dir", str(tmp_path / "eval"), root=prepared_root)
     with open(tmp_path / "eval" / "froc.json") as f:
         assert json.load(f) == after_reload
-    log = run("eval_froc.py", str(out), "--gt",
-              str(prepared_root / "annotations" / "deeplesion_test.json"), root=prepared_root)
-    assert "have no predictions" in log  # only 4 of the test images were predicted
+    # --gt: ground truth from the annotation file; an image left out of the predictions is
+    # reported and counted as an image without detections
+    with open(out) as f:
+        preds = json.load(f)
+    gt_file = tmp_path / "gt.json"
+    with open(prepared_root / "annotations" / "deeplesion_test.json") as f:
+        ann = json.load(f)
+    names = {p["file_name"] for p in preds["images"]}
+    ann["images"] = [i for i in ann["images"] if i["file_name"] in names]
+    gt_file.write_text(json.dumps(ann))
+    log = run("eval_froc.py", str(out), "--gt", str(gt_file), "--out-dir", str(tmp_path / "gt"),
+              root=prepared_root)
+    with open(tmp_path / "gt" / "froc.json") as f:
+        assert json.load(f) == after_reload
+    preds["images"] = preds["images"][1:]
+    (tmp_path / "fewer.json").write_text(json.dumps(preds))
+    log = run("eval_froc.py", str(tmp_path / "fewer.json"), "--gt", str(gt_file), root=prepared_root)
+    assert "1 images of" in log and "have no predictions" in log
 
 
 def test_resume_continues_from_last_checkpoint(trained, prepared_root, tmp_path):
