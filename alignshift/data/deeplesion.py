@@ -210,14 +210,18 @@ def select_split(records: Sequence[ImageRecord], split: str, include_noisy: bool
     return out, skipped
 
 
-def read_hu(path: str) -> np.ndarray:
-    """Read one DeepLesion slice: 16-bit PNG -> float32 (H, W) in HU."""
+def _read_png16(path: str) -> np.ndarray:
     im = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if im is None:
         raise FileNotFoundError(f"cannot read slice {path}: missing or not a PNG")
     if im.dtype != np.uint16 or im.ndim != 2:
         raise ValueError(f"{path}: expected a 16-bit single-channel PNG, got {im.dtype} {im.shape}")
-    return im.astype(np.float32) - HU_OFFSET
+    return im
+
+
+def read_hu(path: str) -> np.ndarray:
+    """Read one DeepLesion slice: 16-bit PNG -> float32 (H, W) in HU."""
+    return np.subtract(_read_png16(path), HU_OFFSET, dtype=np.float32)
 
 
 def _neighbour_plan(num_slices: int, slice_interval: float, norm_interval: float,
@@ -256,15 +260,12 @@ def load_multislice(image_dir: str, file_name: str, slice_interval: float, num_s
         raise ValueError(f"{file_name}: expected <series>/<slice number>.png")
     key, width = int(stem), len(stem)
     folder = os.path.join(image_dir, series)
-    cache: Dict[int, Optional[np.ndarray]] = {}
-
-    def path(i: int) -> str:
-        return os.path.join(folder, f"{i:0{width}d}.png")
+    cache: Dict[int, Optional[np.ndarray]] = {}  # raw uint16 slices, each decoded once
 
     def get(i: int) -> Optional[np.ndarray]:
         if i not in cache:
-            p = path(i)
-            cache[i] = read_hu(p) if i == key or os.path.exists(p) else None
+            p = os.path.join(folder, f"{i:0{width}d}.png")
+            cache[i] = _read_png16(p) if i == key or os.path.exists(p) else None
         return cache[i]
 
     def nearest_existing(i: int) -> np.ndarray:
@@ -276,26 +277,44 @@ def load_multislice(image_dir: str, file_name: str, slice_interval: float, num_s
             i += step
         return get(key)
 
-    key_im = get(key)
+    get(key)
     if not (slice_interval > 0):  # also catches NaN
         warnings.warn(f"{file_name}: slice interval {slice_interval} is not a positive number; "
                       "repeating the key slice", stacklevel=2)
         offsets = [0.0] * num_slices
     else:
         offsets = _neighbour_plan(num_slices, slice_interval, norm_interval, interpolate)
-    out = np.empty((num_slices, *key_im.shape), np.float32)
-    for c, off in enumerate(offsets):
+    # Each output channel is a weighted sum of at most two real slices: gather the distinct
+    # slices once, interleave them (cv2.merge) and mix them with one small matrix product.
+    weights: List[Dict[int, float]] = []
+    for off in offsets:
         lo = math.floor(off + 1e-9)
         frac = off - lo
         if frac < 1e-6:
-            out[c] = nearest_existing(key + lo)
+            weights.append({id(nearest_existing(key + lo)): 1.0})
         elif frac > 1 - 1e-6:
-            out[c] = nearest_existing(key + lo + 1)
+            weights.append({id(nearest_existing(key + lo + 1)): 1.0})
         else:
-            a, b = nearest_existing(key + lo), nearest_existing(key + lo + 1)
-            np.multiply(a, 1.0 - frac, out=out[c])
-            out[c] += frac * b
-    return np.ascontiguousarray(out.transpose(1, 2, 0))
+            w: Dict[int, float] = {}
+            for im, f in ((nearest_existing(key + lo), 1.0 - frac),
+                          (nearest_existing(key + lo + 1), frac)):
+                w[id(im)] = w.get(id(im), 0.0) + f
+            weights.append(w)
+    slices = {id(im): im for im in cache.values() if im is not None}
+    if all(len(w) == 1 for w in weights):  # no interpolation: interleave and convert, one pass each
+        chans = [slices[next(iter(w))] for w in weights]
+        stack = cv2.merge(chans) if len(chans) > 1 else chans[0]
+        return np.subtract(stack.reshape(*chans[0].shape, num_slices), HU_OFFSET, dtype=np.float32)
+    order = [k for k in slices if any(k in w for w in weights)]
+    raw = [slices[k] for k in order]
+    stack = cv2.merge(raw) if len(raw) > 1 else raw[0]
+    flat = stack.reshape(-1, len(raw)).astype(np.float32)
+    flat -= HU_OFFSET
+    mix = np.zeros((len(raw), num_slices), np.float32)
+    for c, w in enumerate(weights):
+        for k, f in w.items():
+            mix[order.index(k), c] = f
+    return (flat @ mix).reshape(*raw[0].shape, num_slices)
 
 
 def window(hu: np.ndarray, win: Tuple[float, float] = DEFAULT_WINDOW) -> np.ndarray:
