@@ -94,8 +94,9 @@ def main(argv=None) -> int:
         print(f"{final} exists: reusing it")
     else:
         resume = ["--resume"] if latest_checkpoint(wd) else []
-        opts = ["--cfg-options", *epoch_opts] if epoch_opts else []
-        train.main([CONFIG, "--work-dir", wd, *resume, *opts])
+        # the validation FROC of training goes to val/, apart from the test results
+        train.main([CONFIG, "--work-dir", wd, *resume, "--cfg-options", *epoch_opts,
+                    f"val_evaluator.out_dir={osp.join(wd, 'val')}"])
 
     step("5/5 evaluating the trained detector (tools/test.py)")
     if osp.exists(osp.join(trained_dir, "froc.json")) and \

@@ -9,6 +9,8 @@ NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
 cd "$(dirname "$0")/.."
-PYTHONPATH="$PWD:${PYTHONPATH:-}" torchrun --nnodes="$NNODES" --node_rank="$NODE_RANK" \
+# the project's venv when there is one (torchrun is `python -m torch.distributed.run`)
+PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python)}
+PYTHONPATH="$PWD:${PYTHONPATH:-}" "$PYTHON" -m torch.distributed.run --nnodes="$NNODES" --node_rank="$NODE_RANK" \
     --master_addr="$MASTER_ADDR" --nproc_per_node="$GPUS" --master_port="$PORT" \
     tools/train.py "$CONFIG" --launcher pytorch "${@:3}"

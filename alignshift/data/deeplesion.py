@@ -304,7 +304,9 @@ def load_multislice(image_dir: str, file_name: str, slice_interval: float, num_s
     if all(len(w) == 1 for w in weights):  # no interpolation: interleave and convert, one pass each
         chans = [slices[next(iter(w))] for w in weights]
         stack = cv2.merge(chans) if len(chans) > 1 else chans[0]
-        return np.subtract(stack.reshape(*chans[0].shape, num_slices), HU_OFFSET, dtype=np.float32)
+        out = stack.reshape(*chans[0].shape, num_slices).astype(np.float32)
+        out -= HU_OFFSET
+        return out
     order = [k for k in slices if any(k in w for w in weights)]
     raw = [slices[k] for k in order]
     stack = cv2.merge(raw) if len(raw) > 1 else raw[0]
