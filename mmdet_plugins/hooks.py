@@ -16,19 +16,19 @@ from alignshift.data import read_hu, window
 
 def draw_overlay(key_hu: np.ndarray, gt_boxes: np.ndarray, pred_boxes: np.ndarray,
                  hu_window: Sequence[float] = (-175.0, 275.0), scale: int = 2) -> np.ndarray:
-    """The windowed key slice (BGR uint8), ground truth in green, detections in red with scores."""
+    """The windowed key slice (BGR uint8), detections in red with scores, ground truth in green on top."""
     img = window(key_hu, tuple(hu_window)).astype(np.uint8)
     img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     if scale != 1:
         img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-    for b in np.asarray(gt_boxes).reshape(-1, 4):
-        x1, y1, x2, y2 = (int(round(v * scale)) for v in b)
-        cv2.rectangle(img, (x1, y1), (x2, y2), (0, 200, 0), 1)
     for b in np.asarray(pred_boxes).reshape(-1, 5):
         x1, y1, x2, y2 = (int(round(v * scale)) for v in b[:4])
         cv2.rectangle(img, (x1, y1), (x2, y2), (0, 0, 255), 1)
         cv2.putText(img, f"{b[4]:.2f}", (x1, max(y1 - 2, 8)), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
                     (0, 0, 255), 1, cv2.LINE_AA)
+    for b in np.asarray(gt_boxes).reshape(-1, 4):
+        x1, y1, x2, y2 = (int(round(v * scale)) for v in b)
+        cv2.rectangle(img, (x1, y1), (x2, y2), (0, 200, 0), 1)
     return img
 
 
