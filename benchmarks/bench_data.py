@@ -10,7 +10,6 @@ it reads.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import statistics
 import tempfile
@@ -18,36 +17,7 @@ import time
 
 import cv2
 
-from alignshift.data import load_multislice, make_synthetic_deeplesion, parse_dl_info
-from alignshift.data.deeplesion import _neighbour_plan
-
-
-def files_read(image_dir, rec, num_slices, norm_interval, interpolate):
-    """The PNG paths load_multislice reads for one record (same plan and fallback)."""
-    series, name = rec.file_name.split("/")
-    key, width = int(name[:-4]), len(name) - 4
-    folder = os.path.join(image_dir, series)
-
-    def exists(i):
-        return os.path.exists(os.path.join(folder, f"{i:0{width}d}.png"))
-
-    def nearest(i):
-        step = -1 if i > key else 1
-        while i != key and not exists(i):
-            i += step
-        return i
-
-    needed = set()
-    for off in _neighbour_plan(num_slices, rec.thickness, norm_interval, interpolate):
-        lo = math.floor(off + 1e-9)
-        frac = off - lo
-        if frac < 1e-6:
-            needed.add(nearest(key + lo))
-        elif frac > 1 - 1e-6:
-            needed.add(nearest(key + lo + 1))
-        else:
-            needed.update((nearest(key + lo), nearest(key + lo + 1)))
-    return [os.path.join(folder, f"{i:0{width}d}.png") for i in sorted(needed)]
+from alignshift.data import load_multislice, make_synthetic_deeplesion, multislice_plan, parse_dl_info
 
 
 def main() -> None:
@@ -61,7 +31,9 @@ def main() -> None:
         image_dir = os.path.join(os.path.dirname(csv_path), "Images_png")
         recs = parse_dl_info(csv_path)
         for interpolate in (True, False):
-            plans = [files_read(image_dir, r, 7, 2.0, interpolate) for r in recs]
+            # exactly the PNGs load_multislice decodes (its own plan)
+            plans = [multislice_plan(image_dir, r.file_name, r.thickness, 7, 2.0, interpolate)[0]
+                     for r in recs]
 
             def load(interpolate=interpolate):
                 for r in recs:

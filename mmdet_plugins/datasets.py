@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os.path as osp
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 from mmdet.datasets import BaseDetDataset
 from mmdet.registry import DATASETS
@@ -69,6 +69,3 @@ class DeepLesionDataset(BaseDetDataset):
 
     def get_cat_ids(self, idx: int) -> List[int]:
         return [0] * len(self.get_data_info(idx)["instances"])
-
-    def thickness_of(self, idx: int) -> Optional[float]:
-        return self.get_data_info(idx)["thickness"]

@@ -21,7 +21,7 @@ import numpy as np
 __all__ = [
     "DL_INFO_COLUMNS", "Lesion", "ImageRecord", "DLInfoError", "parse_dl_info", "select_split",
     "image_relpath", "read_hu", "load_multislice", "window", "is_thin", "THIN_MAX_MM",
-    "DEFAULT_WINDOW", "SPLITS", "HU_OFFSET", "records_to_coco",
+    "DEFAULT_WINDOW", "SPLITS", "HU_OFFSET", "records_to_coco", "multislice_plan",
 ]
 
 DL_INFO_COLUMNS = (
@@ -235,6 +235,58 @@ def _neighbour_plan(num_slices: int, slice_interval: float, norm_interval: float
     return [j * step for j in range(-half, half + 1)]
 
 
+def multislice_plan(image_dir: str, file_name: str, slice_interval: float, num_slices: int,
+                    norm_interval: float = 2.0, interpolate: bool = True
+                    ) -> Tuple[List[str], np.ndarray]:
+    """Which PNGs :func:`load_multislice` reads, and how it mixes them.
+
+    Returns the distinct slice paths (key slice first) and ``mix: (len(paths), num_slices)``,
+    where output channel ``c`` is ``sum_k mix[k, c] * slice_k``. Existence is checked here (for
+    the fall-back), nothing is decoded.
+    """
+    if num_slices < 1 or num_slices % 2 == 0:
+        raise ValueError(f"num_slices must be odd and >= 1, got {num_slices}")
+    series, _, key_name = file_name.replace("\\", "/").rpartition("/")
+    stem = os.path.splitext(key_name)[0]
+    if not stem.isdigit():
+        raise ValueError(f"{file_name}: expected <series>/<slice number>.png")
+    key, width = int(stem), len(stem)
+    folder = os.path.join(image_dir, series)
+
+    def path(i: int) -> str:
+        return os.path.join(folder, f"{i:0{width}d}.png")
+
+    def nearest_existing(i: int) -> int:
+        step = -1 if i > key else 1
+        while i != key and not os.path.exists(path(i)):
+            i += step
+        return i
+
+    if not (slice_interval > 0):  # also catches NaN
+        warnings.warn(f"{file_name}: slice interval {slice_interval} is not a positive number; "
+                      "repeating the key slice", stacklevel=3)
+        offsets = [0.0] * num_slices
+    else:
+        offsets = _neighbour_plan(num_slices, slice_interval, norm_interval, interpolate)
+    index = {key: 0}
+    entries = []  # (slice row, channel, weight)
+    for c, off in enumerate(offsets):
+        lo = math.floor(off + 1e-9)
+        frac = off - lo
+        if frac < 1e-6:
+            parts = [(key + lo, 1.0)]
+        elif frac > 1 - 1e-6:
+            parts = [(key + lo + 1, 1.0)]
+        else:
+            parts = [(key + lo, 1.0 - frac), (key + lo + 1, frac)]
+        for i, w in parts:
+            entries.append((index.setdefault(nearest_existing(i), len(index)), c, w))
+    mix = np.zeros((len(index), num_slices), np.float32)
+    for k, c, w in entries:
+        mix[k, c] += w
+    return [path(i) for i in index], mix
+
+
 def load_multislice(image_dir: str, file_name: str, slice_interval: float, num_slices: int,
                     norm_interval: float = 2.0, interpolate: bool = True) -> np.ndarray:
     """Load the key slice and its neighbours as float32 ``(H, W, num_slices)`` in HU.
@@ -251,72 +303,22 @@ def load_multislice(image_dir: str, file_name: str, slice_interval: float, num_s
 
     A neighbour file that does not exist falls back to the nearest existing slice on the same side
     of the key slice (walking towards it). A NaN or non-positive interval repeats the key slice.
+    Each PNG is decoded once (:func:`multislice_plan` lists them).
     """
-    if num_slices < 1 or num_slices % 2 == 0:
-        raise ValueError(f"num_slices must be odd and >= 1, got {num_slices}")
-    series, _, key_name = file_name.replace("\\", "/").rpartition("/")
-    stem = os.path.splitext(key_name)[0]
-    if not stem.isdigit():
-        raise ValueError(f"{file_name}: expected <series>/<slice number>.png")
-    key, width = int(stem), len(stem)
-    folder = os.path.join(image_dir, series)
-    cache: Dict[int, Optional[np.ndarray]] = {}  # raw uint16 slices, each decoded once
-
-    def get(i: int) -> Optional[np.ndarray]:
-        if i not in cache:
-            p = os.path.join(folder, f"{i:0{width}d}.png")
-            cache[i] = _read_png16(p) if i == key or os.path.exists(p) else None
-        return cache[i]
-
-    def nearest_existing(i: int) -> np.ndarray:
-        step = -1 if i > key else 1
-        while i != key:
-            im = get(i)
-            if im is not None:
-                return im
-            i += step
-        return get(key)
-
-    get(key)
-    if not (slice_interval > 0):  # also catches NaN
-        warnings.warn(f"{file_name}: slice interval {slice_interval} is not a positive number; "
-                      "repeating the key slice", stacklevel=2)
-        offsets = [0.0] * num_slices
-    else:
-        offsets = _neighbour_plan(num_slices, slice_interval, norm_interval, interpolate)
-    # Each output channel is a weighted sum of at most two real slices: gather the distinct
-    # slices once, interleave them (cv2.merge) and mix them with one small matrix product.
-    weights: List[Dict[int, float]] = []
-    for off in offsets:
-        lo = math.floor(off + 1e-9)
-        frac = off - lo
-        if frac < 1e-6:
-            weights.append({id(nearest_existing(key + lo)): 1.0})
-        elif frac > 1 - 1e-6:
-            weights.append({id(nearest_existing(key + lo + 1)): 1.0})
-        else:
-            w: Dict[int, float] = {}
-            for im, f in ((nearest_existing(key + lo), 1.0 - frac),
-                          (nearest_existing(key + lo + 1), frac)):
-                w[id(im)] = w.get(id(im), 0.0) + f
-            weights.append(w)
-    slices = {id(im): im for im in cache.values() if im is not None}
-    if all(len(w) == 1 for w in weights):  # no interpolation: interleave and convert, one pass each
-        chans = [slices[next(iter(w))] for w in weights]
-        stack = cv2.merge(chans) if len(chans) > 1 else chans[0]
-        out = stack.reshape(*chans[0].shape, num_slices).astype(np.float32)
+    paths, mix = multislice_plan(image_dir, file_name, slice_interval, num_slices, norm_interval,
+                                 interpolate)
+    raw = [_read_png16(p) for p in paths]
+    shape = (*raw[0].shape, num_slices)
+    if np.all((mix == 0) | (mix == 1)) and np.all(mix.sum(0) == 1):
+        # no interpolation: interleave the chosen slices and convert, one pass each
+        chans = [raw[k] for k in mix.argmax(0)]
+        out = (cv2.merge(chans) if len(chans) > 1 else chans[0]).reshape(shape).astype(np.float32)
         out -= HU_OFFSET
         return out
-    order = [k for k in slices if any(k in w for w in weights)]
-    raw = [slices[k] for k in order]
-    stack = cv2.merge(raw) if len(raw) > 1 else raw[0]
-    flat = stack.reshape(-1, len(raw)).astype(np.float32)
+    # interleave the distinct slices once (cv2.merge), then mix them with one matrix product
+    flat = (cv2.merge(raw) if len(raw) > 1 else raw[0]).reshape(-1, len(raw)).astype(np.float32)
     flat -= HU_OFFSET
-    mix = np.zeros((len(raw), num_slices), np.float32)
-    for c, w in enumerate(weights):
-        for k, f in w.items():
-            mix[order.index(k), c] = f
-    return (flat @ mix).reshape(*raw[0].shape, num_slices)
+    return (flat @ mix).reshape(shape)
 
 
 def window(hu: np.ndarray, win: Tuple[float, float] = DEFAULT_WINDOW) -> np.ndarray:

@@ -199,3 +199,14 @@ def test_window():
     assert hu[0] == -2000.0  # input untouched
     with pytest.raises(ValueError, match="window"):
         window(hu, (10, 10))
+
+
+def test_multislice_plan_lists_each_png_once(tmp_path):
+    from alignshift.data import multislice_plan
+
+    root = make_series(tmp_path, range(10, 30), missing={22})
+    paths, mix = multislice_plan(root, "000001_01_01/020.png", 5.0, 7, 2.0)
+    assert paths[0].endswith("020.png") and len(set(paths)) == len(paths)
+    assert not any(p.endswith("022.png") for p in paths)  # missing: 21 stands in
+    np.testing.assert_allclose(mix.sum(0), np.ones(7), rtol=1e-6)
+    assert mix.shape == (len(paths), 7)
