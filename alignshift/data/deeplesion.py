@@ -315,10 +315,12 @@ def load_multislice(image_dir: str, file_name: str, slice_interval: float, num_s
         out = (cv2.merge(chans) if len(chans) > 1 else chans[0]).reshape(shape).astype(np.float32)
         out -= HU_OFFSET
         return out
-    # interleave the distinct slices once (cv2.merge), then mix them with one matrix product
-    flat = (cv2.merge(raw) if len(raw) > 1 else raw[0]).reshape(-1, len(raw)).astype(np.float32)
-    flat -= HU_OFFSET
-    return (flat @ mix).reshape(shape)
+    # the distinct slices as rows in HU (one conversion pass), mixed by one matrix product that
+    # also interleaves the channels
+    rows = np.empty((len(raw), raw[0].size), np.float32)
+    for k, im in enumerate(raw):
+        np.subtract(im.reshape(-1), np.float32(HU_OFFSET), out=rows[k], casting="unsafe")
+    return (rows.T @ mix).reshape(shape)
 
 
 def window(hu: np.ndarray, win: Tuple[float, float] = DEFAULT_WINDOW) -> np.ndarray:
