@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .nn import A3DConv, AlignShiftConv, Conv1xKxK, SliceWise, TSMConv
+from .nn import A3DConv, AlignShiftConv, Conv1xKxK, SliceGroupNorm, SliceInstanceNorm2d, SliceWise, TSMConv
 from .nn.layers import SLICEWISE_FUNCTIONALS
 
 __all__ = ["convert", "Converted3D", "UnsupportedLayerError", "CONV_TYPES", "adapt_in_channels"]
@@ -124,8 +124,13 @@ def _layer_3d(m: nn.Module) -> Optional[nn.Module]:
     if type(m) is nn.AvgPool2d:
         return nn.AvgPool3d(_t3(m.kernel_size, 1), _t3(m.stride, 1), _t3(m.padding, 0),
                             m.ceil_mode, m.count_include_pad, m.divisor_override)
-    if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Upsample, nn.GroupNorm,
-                      nn.InstanceNorm2d)):
+    if type(m) is nn.GroupNorm:
+        new = SliceGroupNorm(m.num_groups, m.num_channels, m.eps, m.affine)
+        new.load_state_dict(m.state_dict())
+        return new.to(m.weight.device) if m.affine else new
+    if type(m) is nn.InstanceNorm2d:
+        return _norm_from_2d(m, SliceInstanceNorm2d)
+    if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Upsample)):
         return SliceWise(m)
     if type(m) in _SIMPLE_3D:
         return _SIMPLE_3D[type(m)](m.p, m.inplace)
@@ -149,7 +154,8 @@ class _Converter:
         return module
 
     def convert_one(self, m: nn.Module, path: str) -> nn.Module:
-        if self.keep and isinstance(m, self.keep) or isinstance(m, (Conv1xKxK, SliceWise)):
+        if self.keep and isinstance(m, self.keep) or isinstance(
+                m, (Conv1xKxK, SliceWise, SliceGroupNorm, SliceInstanceNorm2d)):
             return m
         if type(m) is nn.Conv2d:
             first = not self.seen_conv

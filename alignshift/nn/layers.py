@@ -7,7 +7,7 @@ from typing import Callable
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["SliceWise", "slicewise"]
+__all__ = ["SliceWise", "slicewise", "SliceGroupNorm", "SliceInstanceNorm2d"]
 
 
 def slicewise(fn: Callable[..., Tensor], x: Tensor, *args, **kwargs) -> Tensor:
@@ -64,3 +64,23 @@ SLICEWISE_FUNCTIONALS = {
     F.interpolate: slicewise_interpolate,
     F.upsample: slicewise_interpolate,
 }
+
+
+class SliceGroupNorm(nn.GroupNorm):
+    """GroupNorm with per-slice (2D) statistics; same parameters and state_dict as GroupNorm.
+
+    x: (B, C, D, H, W) -> (B, C, D, H, W); 4D input behaves as ``nn.GroupNorm``.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return slicewise(super().forward, x)
+
+
+class SliceInstanceNorm2d(nn.InstanceNorm2d):
+    """InstanceNorm2d applied to every slice; same parameters and state_dict.
+
+    x: (B, C, D, H, W) -> (B, C, D, H, W).
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return slicewise(super().forward, x)

@@ -200,3 +200,16 @@ def test_fused_shift_conv_matches_unfused_and_gradchecks(cls, shift_padding):
     assert torch.autograd.gradcheck(
         lambda x, w, b: shift_conv3d(x, w, b, alpha, 4, shift_padding, (1, 1, 2), (0, 1, 1),
                                      (1, 1, 1), 1), (x, w, b))
+
+
+def test_norm_state_dict_keys_unchanged():
+    model = nn.Sequential(nn.Conv2d(2, 8, 3), nn.GroupNorm(2, 8), nn.InstanceNorm2d(8, affine=True),
+                          nn.BatchNorm2d(8))
+    for m in model.modules():
+        if hasattr(m, "weight") and m.weight is not None:
+            nn.init.uniform_(m.weight)
+    net = convert(model, "tsm")
+    sd2, sd3 = model.state_dict(), net.model.state_dict()
+    assert list(sd2) == list(sd3)
+    assert all(torch.equal(sd2[k], sd3[k]) for k in sd2)
+    net.model.load_state_dict(sd2)  # a 2D checkpoint loads unchanged
