@@ -25,7 +25,7 @@ from tools._cli import build_runner, load_config, parse_with_common_args  # noqa
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Test (and eval) a detector")
     p.add_argument("config", help="test config file path")
-    p.add_argument("checkpoint", help="checkpoint file")
+    p.add_argument("checkpoint", help="checkpoint file or http(s) URL (downloaded via torch.hub)")
     p.add_argument("--work-dir", help="the dir to save the evaluation metrics")
     p.add_argument("--out", help="write the predictions (JSON) to this file")
     p.add_argument("--show-dir", help="folder (under the work dir) for detection overlays")
@@ -35,7 +35,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    if not osp.isfile(args.checkpoint):
+    is_url = args.checkpoint.startswith(("http://", "https://"))
+    if not is_url and not osp.isfile(args.checkpoint):
         sys.exit(f"checkpoint {args.checkpoint} does not exist")
     cfg = load_config(args)
     cfg.load_from = args.checkpoint

@@ -122,3 +122,28 @@ def test_cfg_options_and_env_data_root(prepared_root, monkeypatch):
     assert cfg.train_dataloader.dataset.data_root == "/some/where/"
     assert cfg.work_dir.endswith("alignshift_3slice_synthetic")
     assert cfg.val_evaluator.out_dir == cfg.work_dir
+
+
+def test_test_accepts_a_checkpoint_url(trained, prepared_root, tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    wd, _ = trained
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(wd))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/epoch_1.pth"
+        env_home = tmp_path / "torch_home"
+        os.environ["TORCH_HOME"] = str(env_home)
+        try:
+            log = run("test.py", CONFIG, url, "--work-dir", str(tmp_path), "--cfg-options", *TINY,
+                      root=prepared_root)
+        finally:
+            del os.environ["TORCH_HOME"]
+    finally:
+        server.shutdown()
+    assert "DeepLesion FROC" in log
+    with open(tmp_path / "froc.json") as f, open(wd / "froc.json") as g:
+        assert json.load(f) == json.load(g)
