@@ -9,7 +9,7 @@ from mmdet.datasets import BaseDetDataset
 from mmdet.registry import DATASETS
 from mmengine.fileio import load
 
-from alignshift.data import DEFAULT_WINDOW
+from alignshift.data import DEFAULT_WINDOW, annotation_xyxy
 
 
 @DATASETS.register_module()
@@ -49,10 +49,7 @@ class DeepLesionDataset(BaseDetDataset):
                     raise KeyError(f"{self.ann_file}: image {img.get('id', '?')} lacks '{field}'")
             instances = []
             for a in by_image.get(img["id"], []):
-                x1, y1, x2, y2 = a.get("bbox_xyxy") or (a["bbox"][0], a["bbox"][1],
-                                                       a["bbox"][0] + a["bbox"][2],
-                                                       a["bbox"][1] + a["bbox"][3])
-                instances.append(dict(bbox=[x1, y1, x2, y2], bbox_label=0,
+                instances.append(dict(bbox=annotation_xyxy(a), bbox_label=0,
                                       ignore_flag=int(a.get("iscrowd", 0))))
             data_list.append(dict(
                 img_path=osp.join(img_root, img["file_name"]), img_id=img["id"],

@@ -22,6 +22,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 
 import numpy as np  # noqa: E402
 
+from alignshift.data import annotation_xyxy  # noqa: E402
 from alignshift.evaluation import format_froc_table, froc_breakdown, save_froc_report  # noqa: E402
 
 FORMAT = "alignshift-predictions/1"
@@ -70,8 +71,7 @@ def apply_ground_truth(preds: List[dict], gt_path: str) -> List[dict]:
         raise SystemExit("predictions name an image twice; cannot match them to --gt by file_name")
     boxes = {}
     for a in ann.get("annotations", []):
-        x, y, w, h = a["bbox"]
-        boxes.setdefault(a["image_id"], []).append(a.get("bbox_xyxy") or [x, y, x + w, y + h])
+        boxes.setdefault(a["image_id"], []).append(annotation_xyxy(a))
     out, without = [], 0
     for img in ann["images"]:
         p = by_name.pop(img["file_name"], None)

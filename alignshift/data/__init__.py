@@ -8,6 +8,7 @@ from .deeplesion import (
     DLInfoError,
     ImageRecord,
     Lesion,
+    annotation_xyxy,
     image_relpath,
     is_thin,
     load_multislice,
@@ -21,6 +22,6 @@ from .deeplesion import (
 from .synthetic import make_synthetic_deeplesion
 
 __all__ = ["DEFAULT_WINDOW", "DL_INFO_COLUMNS", "SPLITS", "THIN_MAX_MM", "DLInfoError",
-           "ImageRecord", "Lesion", "image_relpath", "is_thin", "load_multislice",
+           "ImageRecord", "Lesion", "annotation_xyxy", "image_relpath", "is_thin", "load_multislice",
            "make_synthetic_deeplesion", "multislice_plan", "parse_dl_info", "read_hu", "records_to_coco",
            "select_split", "window"]

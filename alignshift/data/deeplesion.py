@@ -22,6 +22,7 @@ __all__ = [
     "DL_INFO_COLUMNS", "Lesion", "ImageRecord", "DLInfoError", "parse_dl_info", "select_split",
     "image_relpath", "read_hu", "load_multislice", "window", "is_thin", "THIN_MAX_MM",
     "DEFAULT_WINDOW", "SPLITS", "HU_OFFSET", "records_to_coco", "multislice_plan",
+    "annotation_xyxy",
 ]
 
 DL_INFO_COLUMNS = (
@@ -337,6 +338,15 @@ def window(hu: np.ndarray, win: Tuple[float, float] = DEFAULT_WINDOW) -> np.ndar
 def is_thin(thickness) -> np.ndarray:
     """Thin: slice interval <= 2 mm (the paper's split); accepts scalars or arrays."""
     return np.asarray(thickness) <= THIN_MAX_MM
+
+
+def annotation_xyxy(ann: dict) -> List[float]:
+    """Corners ``[x1, y1, x2, y2]`` of an annotation written by :func:`records_to_coco`
+    (``bbox_xyxy``), or of a plain COCO one (``bbox = [x, y, w, h]``)."""
+    if "bbox_xyxy" in ann:
+        return [float(v) for v in ann["bbox_xyxy"]]
+    x, y, w, h = ann["bbox"]
+    return [float(x), float(y), float(x + w), float(y + h)]
 
 
 def records_to_coco(records: Sequence[ImageRecord], split: str) -> dict:

@@ -6,7 +6,7 @@ runs on ``x: (B, C_in, D, H, W) -> (B, C_out, D, H', W')``; nothing is mixed acr
 convolution itself.
 
 Thickness is passed explicitly as ``forward(x, thickness)``. A converted network whose blocks call
-``conv(x)`` with one argument gets it from :meth:`ThicknessConv.bind_thickness`, set per forward by
+``conv(x)`` with one argument gets it from :meth:`Conv1xKxK.bind_thickness`, set per forward by
 the converter's wrapper on its own convs only (instance state, never global).
 """
 
@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from ..ops import align_shift, check_thickness, shift_alpha, shift_conv3d, tsm_shift
 
-__all__ = ["Conv1xKxK", "AlignShiftConv", "TSMConv", "A3DConv", "ThicknessConv"]
+__all__ = ["Conv1xKxK", "AlignShiftConv", "TSMConv", "A3DConv"]
 
 _PairArg = Union[int, Tuple[int, int]]
 
@@ -103,8 +103,6 @@ class Conv1xKxK(nn.Conv2d):
     def extra_repr(self) -> str:
         return super().extra_repr() + ("" if self.enable_shift else ", enable_shift=False")
 
-
-ThicknessConv = Conv1xKxK  # the family's base class, for isinstance checks
 
 
 class TSMConv(Conv1xKxK):

@@ -1,14 +1,7 @@
-# 2.5D baseline: the 7 slices are the input channels of a 2D DenseNet-121.
-_base_ = [
-    "../_base_/models/faster_rcnn_densenet.py",
-    "../_base_/datasets/deeplesion.py",
-    "../_base_/schedules/schedule_20e.py",
-    "../_base_/default_runtime.py",
-]
+# 2.5D baseline over 7 slices: the 3-slice config with num_slices = 7.
+_base_ = ["./fasterrcnn_densenet_2.5d_3slice.py"]
 num_slices = 7
-interpolate = True
-model = dict(backbone=dict(type="DenseNet25DBackbone", num_slices=num_slices, _delete_=True,
-                  pretrained="https://download.pytorch.org/models/densenet121-a639ec97.pth"))
-train_dataloader = dict(dataset=dict(num_slices=num_slices, interpolate=interpolate))
-val_dataloader = dict(dataset=dict(num_slices=num_slices, interpolate=interpolate))
-test_dataloader = dict(dataset=dict(num_slices=num_slices, interpolate=interpolate))
+model = dict(backbone=dict(num_slices=num_slices))
+train_dataloader = dict(dataset=dict(num_slices=num_slices))
+val_dataloader = dict(dataset=dict(num_slices=num_slices))
+test_dataloader = dict(dataset=dict(num_slices=num_slices))

@@ -1,13 +1,7 @@
-# AlignShift: thickness-aware shifts over 7 native slices (thick series are not resampled).
-_base_ = [
-    "../_base_/models/faster_rcnn_densenet.py",
-    "../_base_/datasets/deeplesion.py",
-    "../_base_/schedules/schedule_20e.py",
-    "../_base_/default_runtime.py",
-]
+# AlignShift over 7 native slices (the paper's main model): the 3-slice config with num_slices = 7.
+_base_ = ["./fasterrcnn_densenet_alignshift_3slice.py"]
 num_slices = 7
-interpolate = False
-model = dict(backbone=dict(conv="alignshift", num_slices=num_slices))
-train_dataloader = dict(dataset=dict(num_slices=num_slices, interpolate=interpolate))
-val_dataloader = dict(dataset=dict(num_slices=num_slices, interpolate=interpolate))
-test_dataloader = dict(dataset=dict(num_slices=num_slices, interpolate=interpolate))
+model = dict(backbone=dict(num_slices=num_slices))
+train_dataloader = dict(dataset=dict(num_slices=num_slices))
+val_dataloader = dict(dataset=dict(num_slices=num_slices))
+test_dataloader = dict(dataset=dict(num_slices=num_slices))

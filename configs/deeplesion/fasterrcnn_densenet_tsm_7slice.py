@@ -1,13 +1,7 @@
-# TSM: 3D DenseNet-121 over 7 slices resampled to 2 mm, whole-slice channel shifts.
-_base_ = [
-    "../_base_/models/faster_rcnn_densenet.py",
-    "../_base_/datasets/deeplesion.py",
-    "../_base_/schedules/schedule_20e.py",
-    "../_base_/default_runtime.py",
-]
+# TSM over 7 slices resampled to 2 mm: the 3-slice config with num_slices = 7.
+_base_ = ["./fasterrcnn_densenet_tsm_3slice.py"]
 num_slices = 7
-interpolate = True
-model = dict(backbone=dict(conv="tsm", num_slices=num_slices))
-train_dataloader = dict(dataset=dict(num_slices=num_slices, interpolate=interpolate))
-val_dataloader = dict(dataset=dict(num_slices=num_slices, interpolate=interpolate))
-test_dataloader = dict(dataset=dict(num_slices=num_slices, interpolate=interpolate))
+model = dict(backbone=dict(num_slices=num_slices))
+train_dataloader = dict(dataset=dict(num_slices=num_slices))
+val_dataloader = dict(dataset=dict(num_slices=num_slices))
+test_dataloader = dict(dataset=dict(num_slices=num_slices))
