@@ -210,3 +210,18 @@ def test_multislice_plan_lists_each_png_once(tmp_path):
     assert not any(p.endswith("022.png") for p in paths)  # missing: 21 stands in
     np.testing.assert_allclose(mix.sum(0), np.ones(7), rtol=1e-6)
     assert mix.shape == (len(paths), 7)
+
+
+def test_full_16bit_range_maps_to_hu_exactly(tmp_path):
+    folder = tmp_path / "000001_01_01"
+    folder.mkdir()
+    stored = np.array([[0, 1, 32767, 32768], [32769, 40000, 65534, 65535]], np.uint16)
+    for k in range(18, 23):
+        cv2.imwrite(str(folder / f"{k:03d}.png"), stored)
+    hu = stored.astype(np.float64) - 32768
+    want = np.repeat(hu[..., None], 3, axis=2)
+    # whole-slice channels are exact; 0.4/0.6 blends of equal slices round in float32
+    for interpolate, interval, rtol in ((False, 5.0, 0), (True, 1.0, 0), (True, 5.0, 1e-6)):
+        got = load_multislice(str(tmp_path), "000001_01_01/020.png", interval, 3, 2.0, interpolate)
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=0)
