@@ -174,22 +174,29 @@ def tsm_shift(x: Tensor, n_fold: int = 8, padding: str = "zeros") -> Tensor:
 
 
 def _adjoint_inplace(g: Tensor, a: Tensor, fold: int, replicate: bool) -> Tensor:
-    """Apply the shift's adjoint to ``g`` in place (only the 2 * fold shifted channels change)."""
+    """Apply the shift's adjoint to ``g: (B, C, D, H, W)`` in place; ``a: (B, 1, 1, 1, 1)``.
+
+    Only the ``2 * fold`` shifted channels change. Each fold is walked against the direction it
+    reads from, so every slice is updated from a neighbour that still holds its incoming value:
+    one pass, no copy of the folds (a fresh buffer costs page faults on CPU).
+    """
+    depth = g.shape[2]
     if fold == 0:
         return g
-    b = 1.0 - a
-    for lo, forward in ((0, True), (fold, False)):
-        view = g[:, lo:lo + fold]
-        t = view.clone()
-        torch.mul(t, a, out=view)
-        if forward:  # out[d] took (1 - a) * x[d + 1]: x[d] receives from out[d - 1]
-            view[:, :, 1:].addcmul_(t[:, :, :-1], b)
-            edge = -1
-        else:
-            view[:, :, :-1].addcmul_(t[:, :, 1:], b)
-            edge = 0
-        if replicate:
-            view[:, :, edge].addcmul_(t[:, :, edge], b[:, :, 0])
+    for view, order, step in ((g[:, :fold], range(depth - 1, 0, -1), -1),
+                              (g[:, fold:2 * fold], range(depth - 1), 1)):
+        # forward fold: out[d] = a x[d] + (1-a) x[d+1], so x[d] gets a g[d] + (1-a) g[d-1];
+        # backward fold: the mirror image, walked upwards
+        edge = depth - 1 if step < 0 else 0
+        for d in order:
+            cur, nxt = view[:, :, d:d + 1], view[:, :, d + step:d + step + 1]
+            if replicate and d == edge:  # the edge slice also stood in for its missing neighbour
+                cur.addcmul_(nxt, 1.0 - a)
+            else:
+                torch.lerp(nxt, cur, a, out=cur)
+        last = view[:, :, depth - 1 - edge:depth - edge]  # the slice nobody else reads
+        if not (replicate and depth == 1):
+            last.mul_(a)
     return g
 
 

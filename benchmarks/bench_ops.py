@@ -9,6 +9,11 @@ the whole AlignShift (and TSM) backbone vs the plain 3D backbone at 3x256x256 an
 
 On CPU, memory is measured in a child process run with ``MALLOC_MMAP_THRESHOLD_=65536`` so that
 the resident set follows live tensors (see ``_measure.peak_bytes``); times come from this process.
+With glibc's defaults every freed tensor above 32 MiB goes back to the OS and page-faults in again
+on the next step, which costs the shifting convs (two extra input-sized buffers per step) more
+than the plain one. To time with a heap that keeps its memory, as jemalloc/tcmalloc would:
+
+    MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=17179869184 python benchmarks/bench_ops.py
 """
 
 from __future__ import annotations
@@ -71,7 +76,9 @@ def backbone_cases(device):
 def memory_table(device, with_backbone):
     """{case: {variant: peak bytes}}, measured here (CUDA) or in a child process (CPU)."""
     if device.type == "cpu" and os.environ.get("MALLOC_MMAP_THRESHOLD_") is None:
-        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+        # a heap that keeps freed memory would hide frees from the resident set
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
         args = [sys.executable, __file__, "--memory-json", "--device", "cpu"]
         if not with_backbone:
             args.append("--skip-backbone")
@@ -101,7 +108,9 @@ def main() -> None:
     if args.memory_json:
         print(json.dumps(memory_table(device, not args.skip_backbone)))
         return
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
+    malloc = " ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("MALLOC_"))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}"
+          + (f", glibc malloc tuned: {malloc}" if malloc and device.type == "cpu" else ""))
     mem = memory_table(device, not args.skip_backbone)
     worst = {"op time": 0.0, "op memory": 0.0, "backbone time": 0.0, "backbone memory": 0.0}
 

@@ -178,13 +178,14 @@ def test_pools_norms_and_upsample_convert():
 
 @pytest.mark.parametrize("cls", [TSMConv, AlignShiftConv])
 @pytest.mark.parametrize("shift_padding", ["zeros", "replicate"])
-def test_fused_shift_conv_matches_unfused_and_gradchecks(cls, shift_padding):
+@pytest.mark.parametrize("depth", [1, 2, 3, 7])
+def test_fused_shift_conv_matches_unfused_and_gradchecks(cls, shift_padding, depth):
     from alignshift.ops import shift_alpha, shift_conv3d
 
     torch.manual_seed(0)
     m = cls(8, 6, 3, stride=(1, 2), padding=1, bias=True, n_fold=4,
             shift_padding=shift_padding).double()
-    x = torch.randn(2, 8, 4, 7, 7, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, 8, depth, 7, 7, dtype=torch.float64, requires_grad=True)
     t = torch.tensor([1.0, 3.0], dtype=torch.float64)
     fused = m(x, t)
     unfused = m.conv1xkxk(m.mix_depth(x, t))
