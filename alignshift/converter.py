@@ -28,6 +28,7 @@ are rewritten to their slice-wise versions too; other functional 2D calls (``F.c
 from __future__ import annotations
 
 import copy
+import fnmatch
 import warnings
 from typing import Dict, Iterable, Optional, Tuple, Type
 
@@ -140,10 +141,17 @@ def _layer_3d(m: nn.Module) -> Optional[nn.Module]:
 
 
 class _Converter:
-    def __init__(self, conv_cls, skip_first, in_channels, keep, conv_kwargs):
+    def __init__(self, conv_cls, skip_first, in_channels, keep, conv_kwargs, no_shift=()):
         self.conv_cls, self.skip_first, self.in_channels = conv_cls, skip_first, in_channels
         self.keep, self.conv_kwargs = tuple(keep), conv_kwargs
+        self.no_shift = {pat: 0 for pat in no_shift}  # pattern -> convs it matched
         self.seen_conv = False
+
+    def _shifts(self, path: str, first: bool) -> bool:
+        hits = [pat for pat in self.no_shift if fnmatch.fnmatchcase(path, pat)]
+        for pat in hits:
+            self.no_shift[pat] += 1
+        return not (hits or (first and self.skip_first))
 
     def __call__(self, module: nn.Module, prefix: str = "") -> nn.Module:
         for name, child in list(module.named_children()):
@@ -160,7 +168,7 @@ class _Converter:
         if type(m) is nn.Conv2d:
             first = not self.seen_conv
             self.seen_conv = True
-            return _conv_from_2d(m, self.conv_cls, not (first and self.skip_first),
+            return _conv_from_2d(m, self.conv_cls, self._shifts(path, first),
                                  self.in_channels if first else None, self.conv_kwargs)
         new = _layer_3d(m)
         if new is not None:
@@ -234,7 +242,7 @@ class Converted3D(nn.Module):
 
 def convert(model_2d: nn.Module, conv: str = "alignshift", in_channels: Optional[int] = None,
             skip_first: bool = True, keep: Iterable[type] = (), trace: bool = True,
-            **conv_kwargs) -> Converted3D:
+            no_shift: Iterable[str] = (), **conv_kwargs) -> Converted3D:
     """Convert a 2D network to a 3D one with 1xKxK convs of type ``conv``.
 
     Args:
@@ -245,6 +253,9 @@ def convert(model_2d: nn.Module, conv: str = "alignshift", in_channels: Optional
         skip_first: keep the first conv plain (no depth shift), as published.
         keep: extra leaf-module types to leave untouched (must accept 5D input).
         trace: use ``torch.fx`` to also convert 2D functional calls in ``forward``.
+        no_shift: glob patterns on module paths (``fnmatch``, e.g. ``'features.transition*'``);
+            matching convs are converted with their depth shift switched off. A pattern that
+            matches no conv raises ``ValueError``.
         **conv_kwargs: options of the conv class (``n_fold``, ``ref_thickness``,
             ``shift_padding``, ``num_slices`` for A3D).
 
@@ -259,6 +270,10 @@ def convert(model_2d: nn.Module, conv: str = "alignshift", in_channels: Optional
         if traced is not None:
             _rewrite_functionals(traced)
             model = traced
-    _Converter(CONV_TYPES[conv], skip_first, in_channels, keep, conv_kwargs)(model)
+    converter = _Converter(CONV_TYPES[conv], skip_first, in_channels, keep, conv_kwargs, no_shift)
+    converter(model)
+    unmatched = [pat for pat, n in converter.no_shift.items() if n == 0]
+    if unmatched:
+        raise ValueError(f"no_shift patterns {unmatched} match no Conv2d of {type(model_2d).__name__}")
     return Converted3D(model)
 

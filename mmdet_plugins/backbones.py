@@ -33,11 +33,12 @@ class DenseNet3DBackbone(_PretrainedMixin, BaseModule):
 
     def __init__(self, conv: str = "alignshift", num_slices: int = 7, out_channels: int = 512,
                  pretrained: Optional[str] = None, memory_efficient: bool = False,
-                 conv_cfg: Optional[Dict] = None, init_cfg=None) -> None:
+                 conv_cfg: Optional[Dict] = None, shift_transitions: bool = False,
+                 init_cfg=None) -> None:
         super().__init__(init_cfg)
         self.pretrained = pretrained
         self.net = DenseNetBackbone3D(conv, num_slices, out_channels, None, memory_efficient,
-                                      conv_cfg)
+                                      conv_cfg, shift_transitions)
 
     def forward(self, x: Tensor, thickness: Optional[Tensor] = None) -> Tuple[Tensor]:
         return (self.net(x, thickness),)

@@ -202,11 +202,15 @@ class DenseNetBackbone3D(nn.Module):
 
     forward: x (B, D, H, W) or (B, 1, D, H, W), thickness (B,) mm -> (B, 512, H/4, W/4), the key
     (middle) slice's features after the depth reductions.
+
+    As in the published TSM/AlignShift/A3D backbones, the stem conv and the two transition convs
+    do not mix depth (``shift_transitions=True`` lets the transitions shift too); every conv of
+    the dense layers does.
     """
 
     def __init__(self, conv: str = "alignshift", num_slices: int = 7, out_channels: int = 512,
                  pretrained: Optional[str] = None, memory_efficient: bool = False,
-                 conv_cfg: Optional[Dict] = None) -> None:
+                 conv_cfg: Optional[Dict] = None, shift_transitions: bool = False) -> None:
         super().__init__()
         if conv not in CONV_TYPES:
             raise ValueError(f"conv must be one of {sorted(CONV_TYPES)}, got {conv!r}")
@@ -215,7 +219,8 @@ class DenseNetBackbone3D(nn.Module):
         kwargs = dict(conv_cfg or {})
         if conv == "a3d":
             kwargs.setdefault("num_slices", num_slices)
-        self.body = convert(body, conv, in_channels=1, trace=False, **kwargs)
+        no_shift = () if shift_transitions or conv == "plain" else ("features.transition*",)
+        self.body = convert(body, conv, in_channels=1, trace=False, no_shift=no_shift, **kwargs)
         self.reductions = nn.ModuleList(
             nn.Conv3d(c, c, (num_slices, 1, 1)) for c in TruncatedDenseNet2d.out_channels)
         self.top_down = _TopDown(TruncatedDenseNet2d.out_channels, out_channels)

@@ -157,6 +157,8 @@ class A3DConv(Conv1xKxK):
 
     ``depth_mix: (C_in, D, D)`` starts at the identity plus ``init_noise`` so the converted
     network initially behaves like the plain 1xKxK one. It needs the number of slices ``D``.
+    Built with ``enable_shift=False`` it has no ``depth_mix`` (no parameter that never gets a
+    gradient, which DistributedDataParallel would reject).
     """
 
     def __init__(self, *args, num_slices: int = 7, init_noise: float = 1e-3, **kwargs) -> None:
@@ -164,10 +166,16 @@ class A3DConv(Conv1xKxK):
         if num_slices < 1:
             raise ValueError(f"num_slices must be >= 1, got {num_slices}")
         self.num_slices = num_slices
-        eye = torch.eye(num_slices).expand(self.in_channels, num_slices, num_slices).clone()
-        self.depth_mix = nn.Parameter(eye + init_noise * torch.randn_like(eye))
+        if self.enable_shift:
+            eye = torch.eye(num_slices).expand(self.in_channels, num_slices, num_slices).clone()
+            self.depth_mix = nn.Parameter(eye + init_noise * torch.randn_like(eye))
+        else:
+            self.register_parameter("depth_mix", None)
 
     def mix_depth(self, x: Tensor, thickness: Optional[Tensor]) -> Tensor:
+        if self.depth_mix is None:
+            raise RuntimeError("this A3DConv was built with enable_shift=False and has no depth_mix "
+                               "to apply; build it with enable_shift=True to learn one")
         if x.shape[2] != self.num_slices:
             raise ValueError(
                 f"A3DConv was built for D={self.num_slices} slices, got x of shape {tuple(x.shape)}")

@@ -25,7 +25,7 @@ def test_3d_backbone_shapes_and_backward(conv):
     y.mean().backward()
     no_grad = [n for n, p in net.named_parameters() if p.grad is None]
     # only the stem's depth mixing is unused: the first conv stays plain
-    assert no_grad == ([] if conv != "a3d" else ["body.model.features.conv0.depth_mix"])
+    assert no_grad == []  # plain A3D convs (stem, transitions) carry no depth_mix
 
 
 def test_25d_backbone():
@@ -54,8 +54,14 @@ def test_depth_reduction_starts_at_key_slice():
 
 def test_alignshift_backbone_uses_thickness_and_convs():
     net = DenseNetBackbone3D("alignshift", num_slices=3).eval()
-    convs = [m for m in net.modules() if isinstance(m, AlignShiftConv)]
-    assert len(convs) == 1 + 2 * (6 + 12 + 24) + 2 and not convs[0].enable_shift
+    convs = {n: m for n, m in net.named_modules() if isinstance(m, AlignShiftConv)}
+    assert len(convs) == 1 + 2 * (6 + 12 + 24) + 2
+    # as published: the stem and the transitions keep depth apart, every dense-layer conv shifts
+    plain = sorted(n for n, m in convs.items() if not m.enable_shift)
+    assert plain == ["body.model.features.conv0", "body.model.features.transition1.conv",
+                     "body.model.features.transition2.conv"]
+    shifting = DenseNetBackbone3D("alignshift", num_slices=3, shift_transitions=True)
+    assert sum(not m.enable_shift for m in shifting.modules() if isinstance(m, AlignShiftConv)) == 1
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert not torch.allclose(net(x, torch.tensor([1.0])), net(x, torch.tensor([5.0])))

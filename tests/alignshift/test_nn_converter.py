@@ -44,6 +44,13 @@ def test_a3d_starts_near_identity_and_learns():
     assert m.depth_mix.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="D=5"):
         m(torch.randn(2, 8, 3, 6, 6))
+    off = A3DConv(8, 8, 3, padding=1, num_slices=5, enable_shift=False)
+    assert off.depth_mix is None and "depth_mix" not in off.state_dict()
+    off.load_state_dict(plain.state_dict())
+    torch.testing.assert_close(off(x), plain(x))
+    off.enable_shift = True
+    with pytest.raises(RuntimeError, match="enable_shift=False"):
+        off(x)
 
 
 def test_alignshift_conv_needs_thickness():
@@ -76,6 +83,16 @@ def test_weights_carried_exactly():
     convs = [m for m in net3d.modules() if isinstance(m, Conv1xKxK)]
     assert all(isinstance(m, AlignShiftConv) for m in convs)
     assert not convs[0].enable_shift and all(m.enable_shift for m in convs[1:])
+
+
+def test_no_shift_patterns_switch_named_convs_off():
+    model = torchvision.models.resnet18(weights=None)
+    net3d = convert(model, conv="tsm", no_shift=["layer2.*.downsample*", "layer4.1.conv2"])
+    off = sorted(n for n, m in net3d.model.named_modules()
+                 if isinstance(m, Conv1xKxK) and not m.enable_shift)
+    assert off == ["conv1", "layer2.0.downsample.0", "layer4.1.conv2"]
+    with pytest.raises(ValueError, match="layer9"):
+        convert(model, conv="tsm", no_shift=["layer9.*"])
 
 
 def _basic_block_ref(block, x, t):
