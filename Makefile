@@ -24,6 +24,7 @@ test: env lint
 
 bench: env
 	$(PY) benchmarks/bench_ops.py
+	MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=17179869184 $(PY) benchmarks/bench_ops.py  # heap kept
 	$(PY) benchmarks/bench_data.py
 	$(PY) benchmarks/bench_froc.py
 
