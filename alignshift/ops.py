@@ -194,7 +194,7 @@ def _adjoint_inplace(g: Tensor, a: Tensor, fold: int, replicate: bool) -> Tensor
                 cur.addcmul_(nxt, 1.0 - a)
             else:
                 torch.lerp(nxt, cur, a, out=cur)
-        last = view[:, :, depth - 1 - edge:depth - edge]  # the slice nobody else reads
+        last = view[:, :, depth - 1 - edge:depth - edge]  # far end: only its own a * g[d]
         if not (replicate and depth == 1):
             last.mul_(a)
     return g
