@@ -84,22 +84,7 @@ def _shift_forward(x: Tensor, a: Tensor, fold: int, replicate: bool) -> Tensor:
 
 
 def _shift_backward(g: Tensor, a: Tensor, fold: int, replicate: bool) -> Tensor:
-    gx = torch.empty_like(g, memory_format=torch.contiguous_format)
-    gx[:, 2 * fold :] = g[:, 2 * fold :]
-    if fold == 0:
-        return gx
-    b = 1.0 - a
-    g_fwd, g_bwd = g[:, :fold], g[:, fold : 2 * fold]
-    gx_fwd, gx_bwd = gx[:, :fold], gx[:, fold : 2 * fold]
-    # x[d] reaches out[d] with weight a and out[d - 1] (forward fold) with weight 1 - a.
-    torch.mul(g_fwd, a, out=gx_fwd)
-    gx_fwd[:, :, 1:].addcmul_(g_fwd[:, :, :-1], b)
-    torch.mul(g_bwd, a, out=gx_bwd)
-    gx_bwd[:, :, :-1].addcmul_(g_bwd[:, :, 1:], b)
-    if replicate:
-        gx_fwd[:, :, -1].addcmul_(g_fwd[:, :, -1], b[:, :, 0])
-        gx_bwd[:, :, 0].addcmul_(g_bwd[:, :, 0], b[:, :, 0])
-    return gx
+    return _adjoint_inplace(g.clone(memory_format=torch.contiguous_format), a, fold, replicate)
 
 
 class _DepthShift(torch.autograd.Function):

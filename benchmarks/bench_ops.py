@@ -93,6 +93,14 @@ def memory_table(device, with_backbone):
     return table
 
 
+def track_worst(worst: dict, kind: str, t: dict, m: dict) -> None:
+    """Fold one case's time and memory ratios (tsm, align vs plain) into ``worst``."""
+    for v in ("tsm", "align"):
+        worst[f"{kind} time"] = max(worst[f"{kind} time"], t[v] / t["plain"])
+        if m[v] is not None and m["plain"]:
+            worst[f"{kind} memory"] = max(worst[f"{kind} memory"], m[v] / m["plain"])
+
+
 def ratio(a, b):
     return "n/a" if a is None or not b else f"{a / b:.2f}x"
 
@@ -120,10 +128,7 @@ def main() -> None:
     for name, fns in conv_cases(device):
         t = interleaved_times(fns, device, args.repeats)
         m = mem[name]
-        for v in ("tsm", "align"):
-            worst["op time"] = max(worst["op time"], t[v] / t["plain"])
-            if m[v] is not None and m["plain"]:
-                worst["op memory"] = max(worst["op memory"], m[v] / m["plain"])
+        track_worst(worst, "op", t, m)
         print(f"{name:>16} | {1e3 * t['plain']:9.2f} {t['tsm'] / t['plain']:5.2f}x "
               f"{t['align'] / t['plain']:5.2f}x | {(m['plain'] or 0) / 2**20:9.1f} "
               f"{ratio(m['tsm'], m['plain']):>6} {ratio(m['align'], m['plain']):>6}")
@@ -133,10 +138,7 @@ def main() -> None:
         for name, fns in backbone_cases(device):
             t = interleaved_times(fns, device, reps, warmup=1)
             m = mem[name]
-            for v in ("tsm", "align"):
-                worst["backbone time"] = max(worst["backbone time"], t[v] / t["plain"])
-                if m[v] is not None and m["plain"]:
-                    worst["backbone memory"] = max(worst["backbone memory"], m[v] / m["plain"])
+            track_worst(worst, "backbone", t, m)
             print(f"{name:>10}: plain {t['plain']:.3f} s, {(m['plain'] or 0) / 2**20:.0f} MiB | "
                   f"tsm {t['tsm'] / t['plain']:.2f}x time, {ratio(m['tsm'], m['plain'])} memory | "
                   f"alignshift {t['align'] / t['plain']:.2f}x time, "

@@ -9,7 +9,7 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 from mmdet.registry import TRANSFORMS
 
-from alignshift.data import load_multislice, window
+from alignshift.data import DEFAULT_WINDOW, load_multislice, window
 
 
 @TRANSFORMS.register_module()
@@ -38,7 +38,7 @@ class LoadDeepLesionSlices(BaseTransform):
                              int(self._opt(results, "num_slices", 7)),
                              float(self._opt(results, "norm_interval", 2.0)),
                              bool(self._opt(results, "interpolate", True)))
-        img = window(hu, tuple(self._opt(results, "window", (-1024.0, 2050.0))))
+        img = window(hu, tuple(self._opt(results, "window", DEFAULT_WINDOW)))
         results["img"] = img
         results["img_shape"] = img.shape[:2]
         results["ori_shape"] = img.shape[:2]

@@ -220,9 +220,17 @@ def _read_png16(path: str) -> np.ndarray:
     return im
 
 
+def _read_hu_int16(path: str) -> np.ndarray:
+    # v - 32768 is v ^ 0x8000 read as int16: one in-place pass over the (private) decoded buffer,
+    # and int16 -> float32 converts faster than uint16 -> float32 followed by a subtraction
+    im = _read_png16(path)
+    np.bitwise_xor(im, np.uint16(HU_OFFSET), out=im)
+    return im.view(np.int16)
+
+
 def read_hu(path: str) -> np.ndarray:
     """Read one DeepLesion slice: 16-bit PNG -> float32 (H, W) in HU."""
-    return np.subtract(_read_png16(path), HU_OFFSET, dtype=np.float32)
+    return _read_hu_int16(path).astype(np.float32)
 
 
 def _neighbour_plan(num_slices: int, slice_interval: float, norm_interval: float,
@@ -308,13 +316,7 @@ def load_multislice(image_dir: str, file_name: str, slice_interval: float, num_s
     """
     paths, mix = multislice_plan(image_dir, file_name, slice_interval, num_slices, norm_interval,
                                  interpolate)
-    # v - 32768 is v ^ 0x8000 read as int16: one in-place pass over the (private) decoded buffers,
-    # and int16 -> float32 converts faster than uint16 -> float32 followed by a subtraction
-    hu = []
-    for p in paths:
-        im = _read_png16(p)
-        np.bitwise_xor(im, np.uint16(HU_OFFSET), out=im)
-        hu.append(im.view(np.int16))
+    hu = [_read_hu_int16(p) for p in paths]
     shape = (*hu[0].shape, num_slices)
     if np.all((mix == 0) | (mix == 1)) and np.all(mix.sum(0) == 1):
         # no interpolation: interleave the chosen slices, then convert once

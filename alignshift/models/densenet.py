@@ -219,7 +219,7 @@ class DenseNetBackbone3D(nn.Module):
         kwargs = dict(conv_cfg or {})
         if conv == "a3d":
             kwargs.setdefault("num_slices", num_slices)
-        no_shift = () if shift_transitions or conv == "plain" else ("features.transition*",)
+        no_shift = () if shift_transitions else ("features.transition*",)
         self.body = convert(body, conv, in_channels=1, trace=False, no_shift=no_shift, **kwargs)
         self.reductions = nn.ModuleList(
             nn.Conv3d(c, c, (num_slices, 1, 1)) for c in TruncatedDenseNet2d.out_channels)
