@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from .nn import A3DConv, AlignShiftConv, Conv1xKxK, SliceGroupNorm, SliceInstanceNorm2d, SliceWise, TSMConv
 from .nn.layers import SLICEWISE_FUNCTIONALS
+from .ops import SliceThickness
 
 __all__ = ["convert", "Converted3D", "UnsupportedLayerError", "CONV_TYPES", "adapt_in_channels"]
 
@@ -233,8 +234,9 @@ class Converted3D(nn.Module):
         """x: (B, C, D, H, W), thickness: (B,) mm (needed by AlignShift) -> the model's output."""
         if x.dim() != 5:
             raise ValueError(f"expected x of shape (B, C, D, H, W), got {tuple(x.shape)}")
-        if thickness is not None:
-            thickness = torch.as_tensor(thickness, device=x.device)
+        if thickness is not None and not isinstance(thickness, SliceThickness):
+            # validated, and copied to the device, once per call rather than once per conv
+            thickness = SliceThickness(thickness, x.shape[0])
         for m in self.thickness_convs():
             m.bind_thickness(thickness)
         return self.model(x)

@@ -13,19 +13,73 @@ itself (``padding='replicate'``).
 
 The operators are out-of-place and have a hand-written, exact backward: they never touch their
 input, so they are safe after in-place ReLUs and inside residual blocks.
+
+On CUDA tensors the shift and its adjoint run as one Triton kernel each where Triton is installed
+(:mod:`alignshift._shift_triton`), otherwise as a few torch ops; :func:`shift_backend` picks one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
-from typing import Union
+from contextvars import ContextVar
+from types import ModuleType
+from typing import Iterator, Optional, Union
 
 import torch
 from torch import Tensor
 
-__all__ = ["align_shift", "tsm_shift", "shift_alpha", "check_thickness", "shift_conv3d"]
+__all__ = ["align_shift", "tsm_shift", "depth_shift", "shift_alpha", "check_thickness",
+           "SliceThickness", "shift_conv3d", "shift_backend"]
 
 _PADDINGS = ("zeros", "replicate")
+_BACKENDS = ("auto", "torch", "triton")
+_TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_backend: ContextVar[str] = ContextVar("alignshift_shift_backend", default="auto")
+
+
+@contextlib.contextmanager
+def shift_backend(name: str) -> Iterator[None]:
+    """Run the depth shifts inside the block with one implementation.
+
+    ``'auto'`` (default): Triton for CUDA tensors where Triton is installed, torch ops otherwise.
+    ``'torch'``: torch ops everywhere. ``'triton'``: Triton, an error where it cannot run (CPU
+    tensors need ``TRITON_INTERPRET=1``). The choice made in forward is kept for backward.
+    """
+    if name not in _BACKENDS:
+        raise ValueError(f"shift backend must be one of {_BACKENDS}, got {name!r}")
+    token = _backend.set(name)
+    try:
+        yield
+    finally:
+        _backend.reset(token)
+
+
+@functools.cache
+def _load_triton() -> Optional[ModuleType]:
+    try:
+        from . import _shift_triton
+    except ImportError:  # Triton is optional
+        return None
+    return _shift_triton
+
+
+def _kernels_for(x: Tensor) -> Optional[ModuleType]:
+    """The Triton kernel module to use for ``x``, or None for torch ops."""
+    name = _backend.get()
+    if name == "torch":
+        return None
+    if name == "auto":
+        if not (x.is_cuda and x.dtype in _TRITON_DTYPES):
+            return None
+        return _load_triton()
+    kernels = _load_triton()
+    if kernels is None:
+        raise RuntimeError("shift_backend('triton') was asked for, but Triton cannot be imported")
+    if x.dtype not in _TRITON_DTYPES:
+        raise RuntimeError(f"the Triton shift supports {_TRITON_DTYPES}, got {x.dtype}")
+    return kernels
 
 
 def check_thickness(thickness: Union[Tensor, float, list], batch_size: int) -> Tensor:
@@ -64,7 +118,41 @@ def shift_alpha(thickness: Tensor, ref_thickness: float = 2.0) -> Tensor:
     return 1.0 - torch.clamp(ref_thickness / thickness, 0.0, 1.0)
 
 
-def _shift_forward(x: Tensor, a: Tensor, fold: int, replicate: bool) -> Tensor:
+class SliceThickness:
+    """A batch's validated slice thicknesses, with the shift weights cached per device and dtype.
+
+    Build one per forward and hand it to every shifting conv: the thicknesses are validated, and
+    the weights copied to the device, once per (ref_thickness, device, dtype) instead of once per
+    conv. On CUDA that matters: a checked or copied value makes the host wait for the GPU.
+
+    thickness: (B,) or (B, 1) in mm (see :func:`check_thickness`).
+    """
+
+    def __init__(self, thickness: Union[Tensor, float, list], batch_size: int) -> None:
+        self.mm = check_thickness(thickness, batch_size)  # (B,) float64 on the CPU
+        self._alpha: dict = {}
+
+    def __len__(self) -> int:
+        return self.mm.shape[0]
+
+    def alpha(self, ref_thickness: float, device: torch.device, dtype: torch.dtype) -> Tensor:
+        """(B,) weight on the own slice (see :func:`shift_alpha`), on ``device`` in ``dtype``."""
+        key = (ref_thickness, device, dtype)
+        if key not in self._alpha:
+            a = shift_alpha(self.mm, ref_thickness).to(dtype)
+            if torch.device(device).type == "cuda":
+                a = a.pin_memory().to(device, non_blocking=True)  # no wait for the GPU
+            self._alpha[key] = a.to(device)
+        return self._alpha[key]
+
+    def __repr__(self) -> str:
+        return f"SliceThickness({self.mm.tolist()})"
+
+
+def _shift_forward(x: Tensor, a: Tensor, fold: int, replicate: bool,
+                   kernels: Optional[ModuleType] = None) -> Tensor:
+    if kernels is not None:
+        return kernels.shift_forward(x.contiguous(), a, fold, replicate)
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
     out[:, 2 * fold :] = x[:, 2 * fold :]
     if fold == 0:
@@ -83,39 +171,46 @@ def _shift_forward(x: Tensor, a: Tensor, fold: int, replicate: bool) -> Tensor:
     return out
 
 
-def _shift_backward(g: Tensor, a: Tensor, fold: int, replicate: bool) -> Tensor:
-    return _adjoint_inplace(g.clone(memory_format=torch.contiguous_format), a, fold, replicate)
+def _shift_backward(g: Tensor, a: Tensor, fold: int, replicate: bool,
+                    kernels: Optional[ModuleType] = None) -> Tensor:
+    return _adjoint_inplace(g.clone(memory_format=torch.contiguous_format), a, fold, replicate,
+                            kernels)
 
 
 class _DepthShift(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, a: Tensor, fold: int, replicate: bool) -> Tensor:
+    def forward(ctx, x: Tensor, a: Tensor, fold: int, replicate: bool, kernels) -> Tensor:
         ctx.save_for_backward(a)
-        ctx.fold, ctx.replicate = fold, replicate
-        return _shift_forward(x, a, fold, replicate)
+        ctx.conf = (fold, replicate, kernels)
+        return _shift_forward(x, a, fold, replicate, kernels)
 
     @staticmethod
     def backward(ctx, g: Tensor):
         (a,) = ctx.saved_tensors
         # The shift is linear in x, so its adjoint is again a cheap shift; it is itself
-        # differentiable (plain torch ops on g), which keeps double backward correct too.
-        return _DepthShiftAdjoint.apply(g, a, ctx.fold, ctx.replicate), None, None, None
+        # differentiable (its backward is the shift), which keeps double backward correct too.
+        return _DepthShiftAdjoint.apply(g, a, *ctx.conf), None, None, None, None
 
 
 class _DepthShiftAdjoint(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, g: Tensor, a: Tensor, fold: int, replicate: bool) -> Tensor:
+    def forward(ctx, g: Tensor, a: Tensor, fold: int, replicate: bool, kernels) -> Tensor:
         ctx.save_for_backward(a)
-        ctx.fold, ctx.replicate = fold, replicate
-        return _shift_backward(g, a, fold, replicate)
+        ctx.conf = (fold, replicate, kernels)
+        return _shift_backward(g, a, fold, replicate, kernels)
 
     @staticmethod
     def backward(ctx, gg: Tensor):
         (a,) = ctx.saved_tensors
-        return _DepthShift.apply(gg, a, ctx.fold, ctx.replicate), None, None, None
+        return _DepthShift.apply(gg, a, *ctx.conf), None, None, None, None
 
 
-def _depth_shift(x: Tensor, alpha: Tensor, n_fold: int, padding: str) -> Tensor:
+def depth_shift(x: Tensor, alpha: Tensor, n_fold: int = 8, padding: str = "replicate") -> Tensor:
+    """The depth shift with given per-sample weights: what :func:`align_shift` and
+    :func:`tsm_shift` compute once ``alpha`` is known.
+
+    x: (B, C, D, H, W), alpha: (B,) weight on the own slice -> (B, C, D, H, W), a new tensor.
+    """
     if x.dim() != 5:
         raise ValueError(f"expected x of shape (B, C, D, H, W), got {tuple(x.shape)}")
     if padding not in _PADDINGS:
@@ -124,7 +219,7 @@ def _depth_shift(x: Tensor, alpha: Tensor, n_fold: int, padding: str) -> Tensor:
         raise ValueError(f"n_fold must be >= 2 (two folds are shifted), got {n_fold}")
     fold = x.shape[1] // n_fold
     a = alpha.to(device=x.device, dtype=x.dtype).reshape(-1, 1, 1, 1, 1)
-    return _DepthShift.apply(x, a, fold, padding == "replicate")
+    return _DepthShift.apply(x, a, fold, padding == "replicate", _kernels_for(x))
 
 
 def align_shift(
@@ -147,7 +242,7 @@ def align_shift(
         (B, C, D, H, W), a new tensor; ``x`` is never modified.
     """
     t = check_thickness(thickness, x.shape[0])
-    return _depth_shift(x, shift_alpha(t, ref_thickness), n_fold, padding)
+    return depth_shift(x, shift_alpha(t, ref_thickness), n_fold, padding)
 
 
 def tsm_shift(x: Tensor, n_fold: int = 8, padding: str = "zeros") -> Tensor:
@@ -155,16 +250,19 @@ def tsm_shift(x: Tensor, n_fold: int = 8, padding: str = "zeros") -> Tensor:
 
     x: (B, C, D, H, W) -> (B, C, D, H, W), a new tensor; ``x`` is never modified.
     """
-    return _depth_shift(x, torch.zeros(x.shape[0], dtype=torch.float64), n_fold, padding)
+    return depth_shift(x, x.new_zeros(x.shape[0]), n_fold, padding)
 
 
-def _adjoint_inplace(g: Tensor, a: Tensor, fold: int, replicate: bool) -> Tensor:
+def _adjoint_inplace(g: Tensor, a: Tensor, fold: int, replicate: bool,
+                     kernels: Optional[ModuleType] = None) -> Tensor:
     """Apply the shift's adjoint to ``g: (B, C, D, H, W)`` in place; ``a: (B, 1, 1, 1, 1)``.
 
     Only the ``2 * fold`` shifted channels change. Each fold is walked against the direction it
     reads from, so every slice is updated from a neighbour that still holds its incoming value:
     one pass, no copy of the folds (a fresh buffer costs page faults on CPU).
     """
+    if kernels is not None and g.is_contiguous():
+        return kernels.adjoint_inplace(g, a, fold, replicate)
     depth = g.shape[2]
     if fold == 0:
         return g
@@ -194,31 +292,32 @@ class _ShiftConv(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, a, fold, replicate, stride, padding, dilation, groups):
-        s = _shift_forward(x, a, fold, replicate)
+        kernels = _kernels_for(x)
+        s = _shift_forward(x, a, fold, replicate, kernels)
         y = torch.nn.functional.conv3d(s, weight, bias, stride, padding, dilation, groups)
         ctx.save_for_backward(x, weight, a)
-        ctx.conf = (fold, replicate, stride, padding, dilation, groups, bias is not None)
+        ctx.conf = (fold, replicate, stride, padding, dilation, groups, bias is not None, kernels)
         return y
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g):
         x, weight, a = ctx.saved_tensors
-        fold, replicate, stride, padding, dilation, groups, has_bias = ctx.conf
+        fold, replicate, stride, padding, dilation, groups, has_bias, kernels = ctx.conf
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         g = g.contiguous()
         conv_args = (stride, padding, dilation, False, [0, 0, 0], groups)
         bias_sizes = [weight.shape[0]] if has_bias else None
         gw = gb = gx = None
         if need_w or (need_b and has_bias):
-            s = _shift_forward(x, a, fold, replicate)
+            s = _shift_forward(x, a, fold, replicate, kernels)
             _, gw, gb = torch.ops.aten.convolution_backward(
                 g, s, weight, bias_sizes, *conv_args, [False, need_w, need_b and has_bias])
             del s
         if need_x:
             gx, _, _ = torch.ops.aten.convolution_backward(
                 g, x, weight, None, *conv_args, [True, False, False])
-            gx = _adjoint_inplace(gx, a, fold, replicate)
+            gx = _adjoint_inplace(gx, a, fold, replicate, kernels)
         return gx, gw, gb, None, None, None, None, None, None, None
 
 

@@ -18,8 +18,12 @@ class ThicknessInputs(NamedTuple):
     thickness: Optional[Tensor]  # (B,) mm
 
 
-def thickness_of(batch_data_samples: Optional[List[DetDataSample]], device) -> Optional[Tensor]:
-    """The ``thickness`` metainfo of every sample as a (B,) tensor (None without samples)."""
+def thickness_of(batch_data_samples: Optional[List[DetDataSample]]) -> Optional[Tensor]:
+    """The ``thickness`` metainfo of every sample as a (B,) CPU tensor (None without samples).
+
+    It stays on the host: the backbone validates it there and copies the shift weights to the
+    device without waiting for the GPU.
+    """
     if not batch_data_samples:
         return None
     values = []
@@ -28,7 +32,7 @@ def thickness_of(batch_data_samples: Optional[List[DetDataSample]], device) -> O
             raise KeyError(f"data sample {i} has no 'thickness' in its metainfo: add 'thickness' "
                            "to PackDetInputs' meta_keys")
         values.append(float(s.metainfo["thickness"]))
-    return torch.tensor(values, device=device)
+    return torch.tensor(values, dtype=torch.float64)
 
 
 @MODELS.register_module()
@@ -48,7 +52,7 @@ class ThicknessAwareFasterRCNN(FasterRCNN):
         return self.neck(x) if self.with_neck else x
 
     def _with_thickness(self, batch_inputs: Tensor, batch_data_samples) -> ThicknessInputs:
-        return ThicknessInputs(batch_inputs, thickness_of(batch_data_samples, batch_inputs.device))
+        return ThicknessInputs(batch_inputs, thickness_of(batch_data_samples))
 
     def loss(self, batch_inputs: Tensor, batch_data_samples: List[DetDataSample]) -> dict:
         return super().loss(self._with_thickness(batch_inputs, batch_data_samples),

@@ -18,11 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops import align_shift, check_thickness, shift_alpha, shift_conv3d, tsm_shift
+from ..ops import SliceThickness, depth_shift, shift_conv3d
 
 __all__ = ["Conv1xKxK", "AlignShiftConv", "TSMConv", "A3DConv"]
 
 _PairArg = Union[int, Tuple[int, int]]
+# (B,) mm as a tensor, or already validated (and cached on the device) as a SliceThickness
+ThicknessArg = Optional[Union[Tensor, SliceThickness]]
 
 
 def _pair(v: _PairArg) -> Tuple[int, int]:
@@ -40,17 +42,17 @@ class Conv1xKxK(nn.Conv2d):
     def __init__(self, *args, enable_shift: bool = True, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.enable_shift = enable_shift
-        self._bound_thickness: Optional[Tensor] = None
+        self._bound_thickness: ThicknessArg = None
 
-    def bind_thickness(self, thickness: Optional[Tensor]) -> None:
+    def bind_thickness(self, thickness: ThicknessArg) -> None:
         """Thickness for calls that do not pass it (``conv(x)`` inside converted blocks)."""
         self._bound_thickness = thickness
 
-    def mix_depth(self, x: Tensor, thickness: Optional[Tensor]) -> Tensor:
+    def mix_depth(self, x: Tensor, thickness: ThicknessArg) -> Tensor:
         """Depth mixing applied before the convolution: identity for the plain conv."""
         return x
 
-    def shift_alpha(self, x: Tensor, thickness: Optional[Tensor]) -> Optional[Tensor]:
+    def shift_alpha(self, x: Tensor, thickness: ThicknessArg) -> Optional[Tensor]:
         """For shift convs: (B,) weight each sample keeps on its own slice; None otherwise."""
         return None
 
@@ -85,7 +87,7 @@ class Conv1xKxK(nn.Conv2d):
             padding = (0, *self.padding)
         return F.conv3d(x, weight, self.bias, (1, sh, sw), padding, (1, dh, dw), self.groups)
 
-    def forward(self, x: Tensor, thickness: Optional[Tensor] = None) -> Tensor:  # type: ignore[override]
+    def forward(self, x: Tensor, thickness: ThicknessArg = None) -> Tensor:  # type: ignore[override]
         """x: (B, C_in, D, H, W), thickness: (B,) mm or None -> (B, C_out, D, H', W')."""
         if thickness is None:
             thickness = self._bound_thickness
@@ -112,11 +114,11 @@ class TSMConv(Conv1xKxK):
         super().__init__(*args, **kwargs)
         self.n_fold, self.shift_padding = n_fold, shift_padding
 
-    def mix_depth(self, x: Tensor, thickness: Optional[Tensor]) -> Tensor:
-        return tsm_shift(x, self.n_fold, self.shift_padding)
+    def mix_depth(self, x: Tensor, thickness: ThicknessArg) -> Tensor:
+        return depth_shift(x, self.shift_alpha(x, thickness), self.n_fold, self.shift_padding)
 
-    def shift_alpha(self, x: Tensor, thickness: Optional[Tensor]) -> Optional[Tensor]:
-        return torch.zeros(x.shape[0], dtype=torch.float64)
+    def shift_alpha(self, x: Tensor, thickness: ThicknessArg) -> Optional[Tensor]:
+        return x.new_zeros(x.shape[0])  # made on x's device: no host-to-device copy
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", n_fold={self.n_fold}, shift_padding={self.shift_padding!r}"
@@ -133,19 +135,20 @@ class AlignShiftConv(Conv1xKxK):
         super().__init__(*args, **kwargs)
         self.n_fold, self.ref_thickness, self.shift_padding = n_fold, ref_thickness, shift_padding
 
-    def _thickness(self, x: Tensor, thickness: Optional[Tensor]) -> Tensor:
+    def mix_depth(self, x: Tensor, thickness: ThicknessArg) -> Tensor:
+        return depth_shift(x, self.shift_alpha(x, thickness), self.n_fold, self.shift_padding)
+
+    def shift_alpha(self, x: Tensor, thickness: ThicknessArg) -> Optional[Tensor]:
         if thickness is None:
             raise ValueError(
                 "AlignShiftConv needs the slice thickness: call forward(x, thickness) with a (B,) "
                 "tensor in mm, or the converted model's forward(x, thickness)")
-        return check_thickness(thickness, x.shape[0])
-
-    def mix_depth(self, x: Tensor, thickness: Optional[Tensor]) -> Tensor:
-        return align_shift(x, self._thickness(x, thickness), self.ref_thickness, self.n_fold,
-                           self.shift_padding)
-
-    def shift_alpha(self, x: Tensor, thickness: Optional[Tensor]) -> Optional[Tensor]:
-        return shift_alpha(self._thickness(x, thickness), self.ref_thickness)
+        if not isinstance(thickness, SliceThickness):
+            thickness = SliceThickness(thickness, x.shape[0])
+        elif len(thickness) != x.shape[0]:
+            raise ValueError(f"{thickness!r} holds {len(thickness)} values for a batch of "
+                             f"{x.shape[0]} (x: {tuple(x.shape)})")
+        return thickness.alpha(self.ref_thickness, x.device, x.dtype)
 
     def extra_repr(self) -> str:
         return (super().extra_repr() + f", n_fold={self.n_fold}, ref_thickness={self.ref_thickness}"
@@ -172,7 +175,7 @@ class A3DConv(Conv1xKxK):
         else:
             self.register_parameter("depth_mix", None)
 
-    def mix_depth(self, x: Tensor, thickness: Optional[Tensor]) -> Tensor:
+    def mix_depth(self, x: Tensor, thickness: ThicknessArg) -> Tensor:
         if self.depth_mix is None:
             raise RuntimeError("this A3DConv was built with enable_shift=False and has no depth_mix "
                                "to apply; build it with enable_shift=True to learn one")

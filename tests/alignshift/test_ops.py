@@ -99,3 +99,29 @@ def test_bad_shapes():
         tsm_shift(torch.randn(2, 8, 3, 3))
     with pytest.raises(ValueError, match="padding"):
         tsm_shift(torch.randn(2, 8, 3, 3, 3), padding="reflect")
+
+
+def test_slice_thickness_validates_once_and_caches_weights():
+    from alignshift.ops import SliceThickness
+
+    st = SliceThickness(torch.tensor([[1.0], [5.0]]), 2)
+    assert len(st) == 2 and st.mm.dtype == torch.float64
+    a = st.alpha(2.0, torch.device("cpu"), torch.float32)
+    assert a is st.alpha(2.0, torch.device("cpu"), torch.float32)  # computed once per key
+    torch.testing.assert_close(a, torch.tensor([0.0, 0.6]))
+    torch.testing.assert_close(st.alpha(4.0, torch.device("cpu"), torch.float64),
+                               torch.tensor([0.0, 0.2], dtype=torch.float64))
+    with pytest.raises(ValueError, match="-1.0"):
+        SliceThickness([2.0, -1.0], 2)
+
+
+def test_prepared_thickness_gives_the_same_convolution():
+    from alignshift.nn import AlignShiftConv
+    from alignshift.ops import SliceThickness
+
+    conv = AlignShiftConv(16, 8, 3, padding=1)
+    x = torch.randn(2, 16, 5, 6, 6)
+    t = torch.tensor([1.25, 5.0])
+    torch.testing.assert_close(conv(x, SliceThickness(t, 2)), conv(x, t))
+    with pytest.raises(ValueError, match="holds 3 values for a batch of 2"):
+        conv(x, SliceThickness([1.0, 2.0, 3.0], 3))
