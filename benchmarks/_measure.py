@@ -79,3 +79,30 @@ def peak_bytes(fn: Callable[[], None], device: torch.device) -> Optional[int]:
         return (_proc_kib("VmHWM") - base) * 1024
     except OSError:
         return None
+
+
+def kernel_times(fns: Dict[str, Callable[[], None]], device: torch.device,
+                 steps: int = 10) -> Optional[Dict[str, float]]:
+    """CUDA: seconds of GPU kernel time per call of each function, from ``torch.profiler``.
+
+    This is what a step costs when the host keeps the GPU busy (large inputs, CUDA graphs); the
+    wall time of small steps is mostly host time spent launching. None off CUDA or where the
+    profiler cannot see the device.
+    """
+    if device.type != "cuda":
+        return None
+    from torch.profiler import ProfilerActivity, profile
+
+    out = {}
+    for name, fn in fns.items():
+        fn()
+        torch.cuda.synchronize(device)
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(steps):
+                fn()
+            torch.cuda.synchronize(device)
+        total_us = sum(e.self_device_time_total for e in prof.key_averages())
+        if total_us <= 0:
+            return None
+        out[name] = total_us * 1e-6 / steps
+    return out

@@ -7,6 +7,10 @@ DenseNet-like shapes: B=2, D=7, C_in in {128, 256, 512}, H=W in {32, 64}; kernel
 interleaved rounds) and peak memory, as ratios to the plain conv measured in the same run. Then
 the whole AlignShift (and TSM) backbone vs the plain 3D backbone at 3x256x256 and 7x256x256.
 
+On CUDA it adds: the GPU kernel time per step (torch.profiler), since at these sizes wall time
+is mostly the host launching kernels; a column ``(ops)`` with the shift as torch ops instead of
+the Triton kernels; and a B=4 7x512x512 backbone, a size at which the GPU sets the pace.
+
 On CPU, memory is measured in a child process run with ``MALLOC_MMAP_THRESHOLD_=65536`` so that
 the resident set follows live tensors (see ``_measure.peak_bytes``); times come from this process.
 With glibc's defaults every freed tensor above 32 MiB goes back to the OS and page-faults in again
@@ -27,50 +31,67 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _measure import interleaved_times, peak_bytes  # noqa: E402
+from _measure import interleaved_times, kernel_times, peak_bytes  # noqa: E402
 
 from alignshift.models import DenseNetBackbone3D  # noqa: E402
 from alignshift.nn import AlignShiftConv, Conv1xKxK, TSMConv  # noqa: E402
+from alignshift.ops import SliceThickness, shift_backend  # noqa: E402
 
-VARIANTS = (("plain", Conv1xKxK, "plain"), ("tsm", TSMConv, "tsm"),
-            ("align", AlignShiftConv, "alignshift"))
+# (name, conv class, converter name, shift backend)
+VARIANTS = (("plain", Conv1xKxK, "plain", "auto"), ("tsm", TSMConv, "tsm", "auto"),
+            ("align", AlignShiftConv, "alignshift", "auto"))
+# on CUDA, AlignShift with the shift as torch ops too, to show what the Triton kernels buy
+TORCH_OPS = ("align-ops", AlignShiftConv, "alignshift", "torch")
+
+
+def variants(device):
+    return VARIANTS + ((TORCH_OPS,) if device.type == "cuda" else ())
 CONV_SHAPES = [(c, hw, k, cout) for c in (128, 256, 512) for hw in (32, 64)
                for k, cout in ((1, 128), (3, 32))]
 
 
 def conv_cases(device):
-    thickness = torch.tensor([1.25, 5.0], device=device)
+    # validated and placed on the device once, as a converted network does once per forward
+    thickness = SliceThickness([1.25, 5.0], 2)
     for c, hw, k, cout in CONV_SHAPES:
         x = torch.randn(2, c, 7, hw, hw, device=device, requires_grad=True)
         torch.manual_seed(0)
-        mods = {n: cls(c, cout, k, padding=k // 2, bias=False).to(device) for n, cls, _ in VARIANTS}
+        vs = variants(device)
+        mods = {n: cls(c, cout, k, padding=k // 2, bias=False).to(device) for n, cls, _, _ in vs}
         for m in mods.values():
             m.weight.data.copy_(mods["plain"].weight.data)
 
-        def step(m, x=x):
+        def step(m, backend, x=x):
             def run():
                 m.zero_grad(set_to_none=True)
                 x.grad = None
-                m(x, thickness).sum().backward()
+                with shift_backend(backend):
+                    m(x, thickness).sum().backward()
             return run
-        yield f"{c}/{hw}/{k}/{cout}", {n: step(m) for n, m in mods.items()}
+        yield f"{c}/{hw}/{k}/{cout}", {n: step(mods[n], be) for n, _, _, be in vs}
 
 
 def backbone_cases(device):
-    thickness = torch.tensor([1.25, 5.0], device=device)
-    for d in (3, 7):
-        x = torch.randn(2, d, 256, 256, device=device)
+    cases = [(2, 3, 256), (2, 7, 256)]
+    if device.type == "cuda":  # also a size at which the GPU, not the host, sets the pace
+        cases.append((4, 7, 512))
+    for b, d, hw in cases:
+        thickness = torch.tensor([1.25, 5.0] * (b // 2))  # host values, as the detector passes them
+        x = torch.randn(b, d, hw, hw, device=device)
         torch.manual_seed(0)
-        nets = {n: DenseNetBackbone3D(conv, num_slices=d).to(device) for n, _, conv in VARIANTS}
+        vs = variants(device)
+        nets = {n: DenseNetBackbone3D(conv, num_slices=d).to(device) for n, _, conv, _ in vs}
         for m in nets.values():
             m.load_state_dict(nets["plain"].state_dict())
 
-        def step(m, x=x):
+        def step(m, backend, x=x, thickness=thickness):
             def run():
                 m.zero_grad(set_to_none=True)
-                m(x, thickness).sum().backward()
+                with shift_backend(backend):
+                    m(x, thickness).sum().backward()
             return run
-        yield f"{d}x256x256", {n: step(m) for n, m in nets.items()}
+        yield (f"{d}x{hw}x{hw}" if b == 2 else f"B={b} {d}x{hw}x{hw}"), \
+            {n: step(nets[n], be) for n, _, _, be in vs}
 
 
 def memory_table(device, with_backbone):
@@ -120,29 +141,60 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}"
           + (f", glibc malloc tuned: {malloc}" if malloc and device.type == "cpu" else ""))
     mem = memory_table(device, not args.skip_backbone)
-    worst = {"op time": 0.0, "op memory": 0.0, "backbone time": 0.0, "backbone memory": 0.0}
+    worst = {"op time": 0.0, "op memory": 0.0, "op kernel time": 0.0, "backbone time": 0.0,
+             "backbone memory": 0.0, "backbone kernel time": 0.0}
 
     print(f"\nconvs: B=2, D=7; fwd+bwd time (median of {args.repeats}) and peak memory vs plain")
-    print(f"{'C_in/HW/k/C_out':>16} | {'plain ms':>9} {'tsm':>6} {'align':>6} | "
-          f"{'plain MiB':>9} {'tsm':>6} {'align':>6}")
+    ops_col = device.type == "cuda"
+    print(f"{'C_in/HW/k/C_out':>16} | {'plain ms':>9} {'tsm':>6} {'align':>6}"
+          + (f" {'(ops)':>6}" if ops_col else "") + f" | {'plain MiB':>9} {'tsm':>6} {'align':>6}"
+          + (f" {'(ops)':>6}" if ops_col else ""))
+    kernel_rows = []
     for name, fns in conv_cases(device):
         t = interleaved_times(fns, device, args.repeats)
         m = mem[name]
         track_worst(worst, "op", t, m)
+        kt = kernel_times(fns, device)
+        if kt:
+            kernel_rows.append((name, kt))
         print(f"{name:>16} | {1e3 * t['plain']:9.2f} {t['tsm'] / t['plain']:5.2f}x "
-              f"{t['align'] / t['plain']:5.2f}x | {(m['plain'] or 0) / 2**20:9.1f} "
-              f"{ratio(m['tsm'], m['plain']):>6} {ratio(m['align'], m['plain']):>6}")
+              f"{t['align'] / t['plain']:5.2f}x"
+              + (f" {t['align-ops'] / t['plain']:5.2f}x" if ops_col else "")
+              + f" | {(m['plain'] or 0) / 2**20:9.1f} "
+              f"{ratio(m['tsm'], m['plain']):>6} {ratio(m['align'], m['plain']):>6}"
+              + (f" {ratio(m['align-ops'], m['plain']):>6}" if ops_col else ""))
+    if kernel_rows:
+        print("\nconvs, GPU kernel time per step (profiler; what a step costs once launches are "
+              "hidden by enough work)")
+        print(f"{'C_in/HW/k/C_out':>16} | {'plain us':>9} {'tsm':>6} {'align':>6} {'(ops)':>6}")
+        for name, kt in kernel_rows:
+            worst["op kernel time"] = max(worst["op kernel time"], kt["tsm"] / kt["plain"],
+                                          kt["align"] / kt["plain"])
+            print(f"{name:>16} | {1e6 * kt['plain']:9.1f} {kt['tsm'] / kt['plain']:5.2f}x "
+                  f"{kt['align'] / kt['plain']:5.2f}x {kt['align-ops'] / kt['plain']:5.2f}x")
     if not args.skip_backbone:
         reps = max(2, args.repeats // 2)
-        print(f"\nbackbones: truncated DenseNet-121, B=2, fwd+bwd (median of {reps}) vs plain 3D")
+        print(f"\nbackbones: truncated DenseNet-121, B=2 unless said, fwd+bwd (median of {reps}) vs plain 3D")
         for name, fns in backbone_cases(device):
             t = interleaved_times(fns, device, reps, warmup=1)
             m = mem[name]
             track_worst(worst, "backbone", t, m)
+            kt = kernel_times(fns, device, steps=3)
             print(f"{name:>10}: plain {t['plain']:.3f} s, {(m['plain'] or 0) / 2**20:.0f} MiB | "
                   f"tsm {t['tsm'] / t['plain']:.2f}x time, {ratio(m['tsm'], m['plain'])} memory | "
                   f"alignshift {t['align'] / t['plain']:.2f}x time, "
-                  f"{ratio(m['align'], m['plain'])} memory")
+                  f"{ratio(m['align'], m['plain'])} memory"
+                  + (f" | alignshift with torch-op shift {t['align-ops'] / t['plain']:.2f}x time"
+                     if ops_col else ""))
+            if kt:
+                worst["backbone kernel time"] = max(worst["backbone kernel time"],
+                                                    kt["tsm"] / kt["plain"], kt["align"] / kt["plain"])
+                print(f"{'':>10}  GPU kernel time: plain {1e3 * kt['plain']:.1f} ms | tsm "
+                      f"{kt['tsm'] / kt['plain']:.2f}x | alignshift {kt['align'] / kt['plain']:.2f}x"
+                      f" | with torch-op shift {kt['align-ops'] / kt['plain']:.2f}x")
+    if ops_col:
+        print("(ops): AlignShift with the shift as torch ops instead of Triton kernels; "
+              "not in the worst ratios")
     print("\nworst ratios (targets: time <= 1.10x, memory <= 1.25x): "
           + ", ".join(f"{k} {v:.2f}x" for k, v in worst.items() if v))
 
