@@ -326,9 +326,20 @@ def shift_conv3d(x: Tensor, weight: Tensor, bias: Tensor | None, alpha: Tensor, 
     """``conv3d(shift(x), weight, ...)`` with the memory of a plain conv (see :class:`_ShiftConv`).
 
     x: (B, C, D, H, W), weight: (O, C / groups, 1, K, K), alpha: (B,) weight on the own slice.
+    Under autocast it computes in the autocast dtype, as ``conv3d`` would.
     """
     if padding_mode not in _PADDINGS:
         raise ValueError(f"padding must be one of {_PADDINGS}, got {padding_mode!r}")
+    device_type = x.device.type
+    if torch.is_autocast_enabled(device_type):
+        # Cast here, where autograd sees the casts: inside the Function, autocast would cast only
+        # the forward's conv, and the backward would meet tensors of two dtypes.
+        dtype = torch.get_autocast_dtype(device_type)
+        x, weight = x.to(dtype), weight.to(dtype)
+        bias = None if bias is None else bias.to(dtype)
+        with torch.autocast(device_type, enabled=False):
+            return shift_conv3d(x, weight, bias, alpha, n_fold, padding_mode, stride, padding,
+                                dilation, groups)
     a = alpha.to(device=x.device, dtype=x.dtype).reshape(-1, 1, 1, 1, 1)
     return _ShiftConv.apply(x, weight, bias, a, x.shape[1] // n_fold, padding_mode == "replicate",
                             stride, padding, dilation, groups)

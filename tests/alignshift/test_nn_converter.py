@@ -231,3 +231,24 @@ def test_norm_state_dict_keys_unchanged():
     assert list(sd2) == list(sd3)
     assert all(torch.equal(sd2[k], sd3[k]) for k in sd2)
     net.model.load_state_dict(sd2)  # a 2D checkpoint loads unchanged
+
+
+@pytest.mark.parametrize("cls", [AlignShiftConv, TSMConv])
+def test_shift_convs_train_under_autocast(cls):
+    """Mixed precision (mmengine's AmpOptimWrapper): bf16 compute, float32 gradients."""
+    torch.manual_seed(0)
+    conv = cls(16, 8, 3, padding=1)
+    x = torch.randn(2, 16, 5, 6, 6, requires_grad=True)
+    t = torch.tensor([1.0, 5.0])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(x, t)
+    assert y.dtype == torch.bfloat16
+    y.float().square().mean().backward()
+    gx, gw = x.grad.clone(), conv.weight.grad.clone()
+    assert gx.dtype == gw.dtype == torch.float32
+    x.grad, conv.weight.grad = None, None
+    y32 = conv(x, t)
+    y32.square().mean().backward()
+    torch.testing.assert_close(y.float(), y32, rtol=0.05, atol=0.05)
+    torch.testing.assert_close(gw, conv.weight.grad, rtol=0.05, atol=0.05 * gw.abs().max().item())
+    torch.testing.assert_close(gx, x.grad, rtol=0.05, atol=0.05 * gx.abs().max().item())

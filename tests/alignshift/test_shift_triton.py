@@ -93,8 +93,34 @@ def _check_half(device: str) -> None:
         torch.testing.assert_close(got.float(), want.float(), rtol=1e-2, atol=1e-2)
 
 
+def _check_backbone(device: str) -> None:
+    """The AlignShift backbone, checkpointed, in float32 and under bf16 autocast."""
+    from alignshift.models import DenseNetBackbone3D
+
+    torch.manual_seed(3)
+    net = DenseNetBackbone3D("alignshift", num_slices=3, memory_efficient=True).to(device).eval()
+    x = torch.randn(2, 3, 64, 64, device=device)
+    t = torch.tensor([1.25, 5.0])
+    for autocast in (False, True):
+        def run(autocast=autocast):
+            net.zero_grad(set_to_none=True)
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=autocast):
+                y = net(x.requires_grad_(), t)
+            y.float().square().mean().backward()
+            return y.detach().float(), net.body.model.features.conv0.weight.grad.clone()
+
+        # TF32 would round the backends' last-bit differences to 1e-3 and pass them on
+        with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True,
+                                        allow_tf32=False):
+            (y1, g1), (y0, g0) = _both(run)
+        tol = 5e-2 if autocast else 1e-4
+        torch.testing.assert_close(y1, y0, rtol=tol, atol=tol)
+        torch.testing.assert_close(g1, g0, rtol=tol, atol=tol * g0.abs().max().item())
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("check", [_check_shift, _check_gradients, _check_fused_conv, _check_half])
+@pytest.mark.parametrize("check", [_check_shift, _check_gradients, _check_fused_conv, _check_half,
+                                   _check_backbone])
 def test_triton_kernels_cuda(check):
     check("cuda")
 
