@@ -234,9 +234,9 @@ class Converted3D(nn.Module):
         """x: (B, C, D, H, W), thickness: (B,) mm (needed by AlignShift) -> the model's output."""
         if x.dim() != 5:
             raise ValueError(f"expected x of shape (B, C, D, H, W), got {tuple(x.shape)}")
-        if thickness is not None and not isinstance(thickness, SliceThickness):
+        if thickness is not None:
             # validated, and copied to the device, once per call rather than once per conv
-            thickness = SliceThickness(thickness, x.shape[0])
+            thickness = SliceThickness.of(thickness, x.shape[0])
         for m in self.thickness_convs():
             m.bind_thickness(thickness)
         return self.model(x)

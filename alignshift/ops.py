@@ -132,6 +132,17 @@ class SliceThickness:
         self.mm = check_thickness(thickness, batch_size)  # (B,) float64 on the CPU
         self._alpha: dict = {}
 
+    @classmethod
+    def of(cls, thickness: Union[SliceThickness, Tensor, float, list],
+           batch_size: int) -> SliceThickness:
+        """``thickness`` as a SliceThickness for a batch of ``batch_size``: validated once."""
+        if not isinstance(thickness, cls):
+            return cls(thickness, batch_size)
+        if len(thickness) != batch_size:
+            raise ValueError(f"{thickness!r} holds {len(thickness)} values for a batch of "
+                             f"{batch_size}")
+        return thickness
+
     def __len__(self) -> int:
         return self.mm.shape[0]
 
@@ -142,7 +153,9 @@ class SliceThickness:
             a = shift_alpha(self.mm, ref_thickness).to(dtype)
             if torch.device(device).type == "cuda":
                 a = a.pin_memory().to(device, non_blocking=True)  # no wait for the GPU
-            self._alpha[key] = a.to(device)
+            else:
+                a = a.to(device)
+            self._alpha[key] = a
         return self._alpha[key]
 
     def __repr__(self) -> str:

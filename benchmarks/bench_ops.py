@@ -27,6 +27,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Optional
 
 import torch
 
@@ -114,11 +115,12 @@ def memory_table(device, with_backbone):
     return table
 
 
-def track_worst(worst: dict, kind: str, t: dict, m: dict) -> None:
-    """Fold one case's time and memory ratios (tsm, align vs plain) into ``worst``."""
+def track_worst(worst: dict, kind: str, t: dict, m: Optional[dict]) -> None:
+    """Fold one case's time (and memory, where given) ratios, tsm and align vs plain, into
+    ``worst[f"{kind} time"]`` and ``worst[f"{kind} memory"]``."""
     for v in ("tsm", "align"):
         worst[f"{kind} time"] = max(worst[f"{kind} time"], t[v] / t["plain"])
-        if m[v] is not None and m["plain"]:
+        if m is not None and m[v] is not None and m["plain"]:
             worst[f"{kind} memory"] = max(worst[f"{kind} memory"], m[v] / m["plain"])
 
 
@@ -168,8 +170,7 @@ def main() -> None:
               "hidden by enough work)")
         print(f"{'C_in/HW/k/C_out':>16} | {'plain us':>9} {'tsm':>6} {'align':>6} {'(ops)':>6}")
         for name, kt in kernel_rows:
-            worst["op kernel time"] = max(worst["op kernel time"], kt["tsm"] / kt["plain"],
-                                          kt["align"] / kt["plain"])
+            track_worst(worst, "op kernel", kt, None)
             print(f"{name:>16} | {1e6 * kt['plain']:9.1f} {kt['tsm'] / kt['plain']:5.2f}x "
                   f"{kt['align'] / kt['plain']:5.2f}x {kt['align-ops'] / kt['plain']:5.2f}x")
     if not args.skip_backbone:
@@ -187,8 +188,7 @@ def main() -> None:
                   + (f" | alignshift with torch-op shift {t['align-ops'] / t['plain']:.2f}x time"
                      if ops_col else ""))
             if kt:
-                worst["backbone kernel time"] = max(worst["backbone kernel time"],
-                                                    kt["tsm"] / kt["plain"], kt["align"] / kt["plain"])
+                track_worst(worst, "backbone kernel", kt, None)
                 print(f"{'':>10}  GPU kernel time: plain {1e3 * kt['plain']:.1f} ms | tsm "
                       f"{kt['tsm'] / kt['plain']:.2f}x | alignshift {kt['align'] / kt['plain']:.2f}x"
                       f" | with torch-op shift {kt['align-ops'] / kt['plain']:.2f}x")

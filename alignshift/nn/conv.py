@@ -143,12 +143,7 @@ class AlignShiftConv(Conv1xKxK):
             raise ValueError(
                 "AlignShiftConv needs the slice thickness: call forward(x, thickness) with a (B,) "
                 "tensor in mm, or the converted model's forward(x, thickness)")
-        if not isinstance(thickness, SliceThickness):
-            thickness = SliceThickness(thickness, x.shape[0])
-        elif len(thickness) != x.shape[0]:
-            raise ValueError(f"{thickness!r} holds {len(thickness)} values for a batch of "
-                             f"{x.shape[0]} (x: {tuple(x.shape)})")
-        return thickness.alpha(self.ref_thickness, x.device, x.dtype)
+        return SliceThickness.of(thickness, x.shape[0]).alpha(self.ref_thickness, x.device, x.dtype)
 
     def extra_repr(self) -> str:
         return (super().extra_repr() + f", n_fold={self.n_fold}, ref_thickness={self.ref_thickness}"
