@@ -16,6 +16,7 @@ input, so they are safe after in-place ReLUs and inside residual blocks.
 
 On CUDA tensors the shift and its adjoint run as one Triton kernel each where Triton is installed
 (:mod:`alignshift._shift_triton`), otherwise as a few torch ops; :func:`shift_backend` picks one.
+Under ``torch.compile`` they are called as the custom ops of :mod:`alignshift._shift_op`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import functools
 import math
 from contextvars import ContextVar
 from types import ModuleType
-from typing import Iterator, Optional, Union
+from typing import Iterator, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -65,9 +66,11 @@ def _load_triton() -> Optional[ModuleType]:
     return _shift_triton
 
 
-def _kernels_for(x: Tensor) -> Optional[ModuleType]:
-    """The Triton kernel module to use for ``x``, or None for torch ops."""
-    name = _backend.get()
+def _kernels_for(x: Tensor, name: Optional[str] = None) -> Optional[ModuleType]:
+    """The Triton kernel module to use for ``x`` (backend ``name``, by default the one chosen
+    with :func:`shift_backend`), or None for torch ops."""
+    if name is None:
+        name = _backend.get()
     if name == "torch":
         return None
     if name == "auto":
@@ -151,7 +154,7 @@ class SliceThickness:
         key = (ref_thickness, device, dtype)
         if key not in self._alpha:
             a = shift_alpha(self.mm, ref_thickness).to(dtype)
-            if torch.device(device).type == "cuda":
+            if torch.device(device).type == "cuda" and not torch.compiler.is_compiling():
                 a = a.pin_memory().to(device, non_blocking=True)  # no wait for the GPU
             else:
                 a = a.to(device)
@@ -232,6 +235,8 @@ def depth_shift(x: Tensor, alpha: Tensor, n_fold: int = 8, padding: str = "repli
         raise ValueError(f"n_fold must be >= 2 (two folds are shifted), got {n_fold}")
     fold = x.shape[1] // n_fold
     a = alpha.to(device=x.device, dtype=x.dtype).reshape(-1, 1, 1, 1, 1)
+    if torch.compiler.is_compiling():  # an opaque op to the compiler (see _shift_op)
+        return torch.ops.alignshift.depth_shift(x, a, fold, padding == "replicate", _backend.get())
     return _DepthShift.apply(x, a, fold, padding == "replicate", _kernels_for(x))
 
 
@@ -296,18 +301,47 @@ def _adjoint_inplace(g: Tensor, a: Tensor, fold: int, replicate: bool,
     return g
 
 
-class _ShiftConv(torch.autograd.Function):
-    """Depth shift followed by a 1xKxK convolution, saving the input instead of the shifted copy.
+def _shift_conv_backward(g: Tensor, x: Tensor, weight: Tensor, a: Tensor, conf: tuple,
+                         need: Tuple[bool, bool, bool]):
+    """Gradients ``(gx, gw, gb)`` of ``conv3d(shift(x), weight, bias)``, None where not needed.
 
-    The shifted tensor is recomputed for the weight gradient, before the input gradient is
-    allocated, so the op holds no more memory than the plain convolution.
+    The shifted input is recomputed for the weight gradient and freed before the input gradient
+    is allocated, so the op holds no more memory than the plain convolution.
     """
+    fold, replicate, stride, padding, dilation, groups, has_bias, kernels = conf
+    need_x, need_w, need_b = need[0], need[1], need[2] and has_bias
+    g = g.contiguous()
+    conv_args = (stride, padding, dilation, False, [0, 0, 0], groups)
+    bias_sizes = [weight.shape[0]] if has_bias else None
+    gw = gb = gx = None
+    if need_w or need_b:
+        s = _shift_forward(x, a, fold, replicate, kernels)
+        _, gw, gb = torch.ops.aten.convolution_backward(
+            g, s, weight, bias_sizes, *conv_args, [False, need_w, need_b])
+        del s
+    if need_x:
+        gx, _, _ = torch.ops.aten.convolution_backward(
+            g, x, weight, None, *conv_args, [True, False, False])
+        gx = _adjoint_inplace(gx, a, fold, replicate, kernels)
+    return gx, gw, gb
+
+
+def _shift_conv_forward(x: Tensor, weight: Tensor, bias: Optional[Tensor], a: Tensor, fold: int,
+                        replicate: bool, stride, padding, dilation, groups: int,
+                        kernels: Optional[ModuleType]) -> Tensor:
+    s = _shift_forward(x, a, fold, replicate, kernels)
+    return torch.nn.functional.conv3d(s, weight, bias, stride, padding, dilation, groups)
+
+
+class _ShiftConv(torch.autograd.Function):
+    """Depth shift followed by a 1xKxK convolution, saving the input instead of the shifted copy
+    (see :func:`_shift_conv_backward`)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, a, fold, replicate, stride, padding, dilation, groups):
         kernels = _kernels_for(x)
-        s = _shift_forward(x, a, fold, replicate, kernels)
-        y = torch.nn.functional.conv3d(s, weight, bias, stride, padding, dilation, groups)
+        y = _shift_conv_forward(x, weight, bias, a, fold, replicate, stride, padding, dilation,
+                                groups, kernels)
         ctx.save_for_backward(x, weight, a)
         ctx.conf = (fold, replicate, stride, padding, dilation, groups, bias is not None, kernels)
         return y
@@ -316,21 +350,7 @@ class _ShiftConv(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, g):
         x, weight, a = ctx.saved_tensors
-        fold, replicate, stride, padding, dilation, groups, has_bias, kernels = ctx.conf
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        g = g.contiguous()
-        conv_args = (stride, padding, dilation, False, [0, 0, 0], groups)
-        bias_sizes = [weight.shape[0]] if has_bias else None
-        gw = gb = gx = None
-        if need_w or (need_b and has_bias):
-            s = _shift_forward(x, a, fold, replicate, kernels)
-            _, gw, gb = torch.ops.aten.convolution_backward(
-                g, s, weight, bias_sizes, *conv_args, [False, need_w, need_b and has_bias])
-            del s
-        if need_x:
-            gx, _, _ = torch.ops.aten.convolution_backward(
-                g, x, weight, None, *conv_args, [True, False, False])
-            gx = _adjoint_inplace(gx, a, fold, replicate, kernels)
+        gx, gw, gb = _shift_conv_backward(g, x, weight, a, ctx.conf, ctx.needs_input_grad[:3])
         return gx, gw, gb, None, None, None, None, None, None, None
 
 
@@ -354,5 +374,13 @@ def shift_conv3d(x: Tensor, weight: Tensor, bias: Tensor | None, alpha: Tensor, 
             return shift_conv3d(x, weight, bias, alpha, n_fold, padding_mode, stride, padding,
                                 dilation, groups)
     a = alpha.to(device=x.device, dtype=x.dtype).reshape(-1, 1, 1, 1, 1)
-    return _ShiftConv.apply(x, weight, bias, a, x.shape[1] // n_fold, padding_mode == "replicate",
-                            stride, padding, dilation, groups)
+    fold, replicate = x.shape[1] // n_fold, padding_mode == "replicate"
+    if torch.compiler.is_compiling():  # an opaque op to the compiler (see _shift_op)
+        return torch.ops.alignshift.shift_conv3d(
+            x, weight, bias, a, fold, replicate, list(stride), list(padding), list(dilation),
+            groups, _backend.get())
+    return _ShiftConv.apply(x, weight, bias, a, fold, replicate, stride, padding, dilation,
+                            groups)
+
+
+from . import _shift_op  # noqa: E402,F401  (registers the torch.ops.alignshift operators)

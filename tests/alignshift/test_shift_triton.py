@@ -85,6 +85,24 @@ def _check_fused_conv(device: str) -> None:
             torch.testing.assert_close(g, w_, rtol=1e-4, atol=1e-4)
 
 
+def _check_custom_ops(device: str) -> None:
+    """The ops ``torch.compile`` calls take the backend as an argument: forward and backward."""
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 16, 5, 4, 4, generator=gen).to(device)
+    w = torch.randn(8, 16, 1, 3, 3, generator=gen).to(device)
+    a = torch.tensor([0.0, 0.6], device=device).view(2, 1, 1, 1, 1)
+    results = {}
+    for backend in ("torch", "triton"):
+        xs, ws = x.clone().requires_grad_(), w.clone().requires_grad_()
+        y = torch.ops.alignshift.shift_conv3d(xs, ws, None, a, 2, True, [1, 1, 1], [0, 1, 1],
+                                              [1, 1, 1], 1, backend)
+        z = torch.ops.alignshift.depth_shift(xs, a, 2, False, backend)
+        (y.sin().sum() + z.cos().sum()).backward()
+        results[backend] = (y.detach(), z.detach(), xs.grad, ws.grad)
+    for got, want in zip(results["triton"], results["torch"]):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
 def _check_half(device: str) -> None:
     x = torch.randn(2, 32, 7, 8, 8, device=device)
     for dtype in (torch.float16, torch.bfloat16):
@@ -119,8 +137,8 @@ def _check_backbone(device: str) -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("check", [_check_shift, _check_gradients, _check_fused_conv, _check_half,
-                                   _check_backbone])
+@pytest.mark.parametrize("check", [_check_shift, _check_gradients, _check_fused_conv,
+                                   _check_custom_ops, _check_half, _check_backbone])
 def test_triton_kernels_cuda(check):
     check("cuda")
 
@@ -144,6 +162,6 @@ def test_auto_backend_on_cpu_uses_torch_ops():
 
 
 if __name__ == "__main__":
-    for fn in (_check_shift, _check_gradients, _check_fused_conv):
+    for fn in (_check_shift, _check_gradients, _check_fused_conv, _check_custom_ops):
         fn("cpu")
     print("all Triton checks passed")
