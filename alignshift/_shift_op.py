@@ -61,16 +61,20 @@ depth_shift_adjoint.register_autograd(_adjoint_grad, setup_context=_setup_shift)
 def shift_conv3d(x: Tensor, weight: Tensor, bias: Optional[Tensor], a: Tensor, fold: int,
                  replicate: bool, stride: List[int], padding: List[int], dilation: List[int],
                  groups: int, backend: str) -> Tensor:
-    """``conv3d(shift(x), weight, bias, ...)``; saves x, not the shifted copy, for backward."""
+    """``conv3d(shift(x), weight, bias, ...)``; saves x, not the shifted copy, for backward.
+
+    Outputs here are contiguous whatever the input's layout, as the fake versions say.
+    """
     return _shift_conv_forward(x, weight, bias, a, fold, replicate, stride, padding, dilation,
-                               groups, _kernels_for(x, backend))
+                               groups, _kernels_for(x, backend)).contiguous()
 
 
 @shift_conv3d.register_fake
 def _(x: Tensor, weight: Tensor, bias: Optional[Tensor], a: Tensor, fold: int, replicate: bool,
       stride: List[int], padding: List[int], dilation: List[int], groups: int,
       backend: str) -> Tensor:
-    return F.conv3d(x, weight, bias, stride, padding, dilation, groups)
+    s = torch.empty_like(x, memory_format=torch.contiguous_format)  # as the shifted copy is
+    return F.conv3d(s, weight, bias, stride, padding, dilation, groups).contiguous()
 
 
 @torch.library.custom_op("alignshift::shift_conv3d_backward", mutates_args=())
@@ -83,7 +87,7 @@ def shift_conv3d_backward(g: Tensor, x: Tensor, weight: Tensor, a: Tensor, fold:
     conf = (fold, replicate, stride, padding, dilation, groups, need[2],
             _kernels_for(x, backend))
     grads = _shift_conv_backward(g, x, weight, a, conf, (need[0], need[1], need[2]))
-    return tuple(t if t is not None else g.new_empty(0) for t in grads)
+    return tuple(t.contiguous() if t is not None else g.new_empty(0) for t in grads)
 
 
 @shift_conv3d_backward.register_fake

@@ -1,6 +1,7 @@
 """Cost of the depth shifts: AlignShiftConv and TSMConv vs the plain 1xKxK conv, side by side.
 
     python benchmarks/bench_ops.py [--repeats 7] [--device cpu|cuda] [--skip-backbone]
+                                   [--compile default|reduce-overhead|...]
 
 DenseNet-like shapes: B=2, D=7, C_in in {128, 256, 512}, H=W in {32, 64}; kernel 1 maps C_in to
 128 (the bottleneck), kernel 3 maps C_in to 32 (the growth rate). Forward+backward time (median of
@@ -10,6 +11,10 @@ the whole AlignShift (and TSM) backbone vs the plain 3D backbone at 3x256x256 an
 On CUDA it adds: the GPU kernel time per step (torch.profiler), since at these sizes wall time
 is mostly the host launching kernels; a column ``(ops)`` with the shift as torch ops instead of
 the Triton kernels; and a B=4 7x512x512 backbone, a size at which the GPU sets the pace.
+
+``--compile MODE`` runs every module (plain ones too) through ``torch.compile(mode=MODE)`` first;
+on a GPU ``reduce-overhead`` (CUDA graphs) takes the host's launch time out of a step. Compiling
+happens in the warm-up rounds; on CPU a backbone takes a few minutes, twice (the memory child).
 
 On CPU, memory is measured in a child process run with ``MALLOC_MMAP_THRESHOLD_=65536`` so that
 the resident set follows live tensors (see ``_measure.peak_bytes``); times come from this process.
@@ -51,7 +56,11 @@ CONV_SHAPES = [(c, hw, k, cout) for c in (128, 256, 512) for hw in (32, 64)
                for k, cout in ((1, 128), (3, 32))]
 
 
-def conv_cases(device):
+def _compiled(m, mode: Optional[str]):
+    return m if mode is None else torch.compile(m, mode=None if mode == "default" else mode)
+
+
+def conv_cases(device, compile_mode: Optional[str] = None):
     # validated and placed on the device once, as a converted network does once per forward
     thickness = SliceThickness([1.25, 5.0], 2)
     for c, hw, k, cout in CONV_SHAPES:
@@ -61,6 +70,7 @@ def conv_cases(device):
         mods = {n: cls(c, cout, k, padding=k // 2, bias=False).to(device) for n, cls, _, _ in vs}
         for m in mods.values():
             m.weight.data.copy_(mods["plain"].weight.data)
+        mods = {n: _compiled(m, compile_mode) for n, m in mods.items()}
 
         def step(m, backend, x=x):
             def run():
@@ -72,7 +82,7 @@ def conv_cases(device):
         yield f"{c}/{hw}/{k}/{cout}", {n: step(mods[n], be) for n, _, _, be in vs}
 
 
-def backbone_cases(device):
+def backbone_cases(device, compile_mode: Optional[str] = None):
     cases = [(2, 3, 256), (2, 7, 256)]
     if device.type == "cuda":  # also a size at which the GPU, not the host, sets the pace
         cases.append((4, 7, 512))
@@ -84,6 +94,7 @@ def backbone_cases(device):
         nets = {n: DenseNetBackbone3D(conv, num_slices=d).to(device) for n, _, conv, _ in vs}
         for m in nets.values():
             m.load_state_dict(nets["plain"].state_dict())
+        nets = {n: _compiled(m, compile_mode) for n, m in nets.items()}
 
         def step(m, backend, x=x, thickness=thickness):
             def run():
@@ -95,7 +106,7 @@ def backbone_cases(device):
             {n: step(nets[n], be) for n, _, _, be in vs}
 
 
-def memory_table(device, with_backbone):
+def memory_table(device, with_backbone, compile_mode: Optional[str] = None):
     """{case: {variant: peak bytes}}, measured here (CUDA) or in a child process (CPU)."""
     if device.type == "cpu" and os.environ.get("MALLOC_MMAP_THRESHOLD_") is None:
         # a heap that keeps freed memory would hide frees from the resident set
@@ -104,13 +115,17 @@ def memory_table(device, with_backbone):
         args = [sys.executable, __file__, "--memory-json", "--device", "cpu"]
         if not with_backbone:
             args.append("--skip-backbone")
+        if compile_mode:
+            args += ["--compile", compile_mode]
         out = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout
         return json.loads(out.strip().splitlines()[-1])
     table = {}
-    cases = list(conv_cases(device)) + (list(backbone_cases(device)) if with_backbone else [])
+    cases = list(conv_cases(device, compile_mode)) + (
+        list(backbone_cases(device, compile_mode)) if with_backbone else [])
     for name, fns in cases:
-        for fn in fns.values():
-            fn()  # warm-up: lazily created buffers
+        for _ in range(3 if compile_mode else 1):  # warm-up: buffers, compiling, CUDA graphs
+            for fn in fns.values():
+                fn()
         table[name] = {n: peak_bytes(fn, device) for n, fn in fns.items()}
     return table
 
@@ -133,16 +148,22 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--skip-backbone", action="store_true")
+    ap.add_argument("--compile", metavar="MODE", default=None,
+                    choices=["default", "reduce-overhead", "max-autotune",
+                             "max-autotune-no-cudagraphs"],
+                    help="torch.compile every module with this mode first")
     ap.add_argument("--memory-json", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     device = torch.device(args.device)
     if args.memory_json:
-        print(json.dumps(memory_table(device, not args.skip_backbone)))
+        print(json.dumps(memory_table(device, not args.skip_backbone, args.compile)))
         return
     malloc = " ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("MALLOC_"))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}"
-          + (f", glibc malloc tuned: {malloc}" if malloc and device.type == "cpu" else ""))
-    mem = memory_table(device, not args.skip_backbone)
+          + (f", glibc malloc tuned: {malloc}" if malloc and device.type == "cpu" else "")
+          + (f", torch.compile mode {args.compile!r}" if args.compile else ""))
+    mem = memory_table(device, not args.skip_backbone, args.compile)
+    warmup = 3 if args.compile else 2
     worst = {"op time": 0.0, "op memory": 0.0, "op kernel time": 0.0, "backbone time": 0.0,
              "backbone memory": 0.0, "backbone kernel time": 0.0}
 
@@ -152,8 +173,8 @@ def main() -> None:
           + (f" {'(ops)':>6}" if ops_col else "") + f" | {'plain MiB':>9} {'tsm':>6} {'align':>6}"
           + (f" {'(ops)':>6}" if ops_col else ""))
     kernel_rows = []
-    for name, fns in conv_cases(device):
-        t = interleaved_times(fns, device, args.repeats)
+    for name, fns in conv_cases(device, args.compile):
+        t = interleaved_times(fns, device, args.repeats, warmup=warmup)
         m = mem[name]
         track_worst(worst, "op", t, m)
         kt = kernel_times(fns, device)
@@ -176,8 +197,8 @@ def main() -> None:
     if not args.skip_backbone:
         reps = max(2, args.repeats // 2)
         print(f"\nbackbones: truncated DenseNet-121, B=2 unless said, fwd+bwd (median of {reps}) vs plain 3D")
-        for name, fns in backbone_cases(device):
-            t = interleaved_times(fns, device, reps, warmup=1)
+        for name, fns in backbone_cases(device, args.compile):
+            t = interleaved_times(fns, device, reps, warmup=warmup - 1)
             m = mem[name]
             track_worst(worst, "backbone", t, m)
             kt = kernel_times(fns, device, steps=3)

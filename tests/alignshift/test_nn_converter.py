@@ -302,3 +302,21 @@ def test_shift_conv_compiles_without_graph_breaks(cls):
     for a, b in zip(torch.autograd.grad(y_c, (x, conv.weight, conv.bias), g),
                     torch.autograd.grad(y, (x, conv.weight, conv.bias), g)):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_custom_ops_pass_opcheck(channels_last):
+    """Schema, fake (shape-only) versions, autograd registration and AOT dispatch of the ops that
+    ``torch.compile`` calls, for contiguous and channels-last input."""
+    fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
+    x = torch.randn(2, 8, 3, 5, 5, dtype=torch.float64).to(memory_format=fmt).requires_grad_()
+    w = torch.randn(4, 8, 1, 3, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    a = torch.tensor([0.0, 0.6], dtype=torch.float64).view(2, 1, 1, 1, 1)
+    ops = torch.ops.alignshift
+    torch.library.opcheck(ops.shift_conv3d.default,
+                          (x, w, b, a, 1, True, [1, 1, 1], [0, 1, 1], [1, 1, 1], 1, "auto"))
+    torch.library.opcheck(ops.shift_conv3d.default,
+                          (x, w, None, a, 1, False, [1, 2, 2], [0, 0, 0], [1, 1, 1], 1, "auto"))
+    for op in (ops.depth_shift.default, ops.depth_shift_adjoint.default):
+        torch.library.opcheck(op, (x, a, 2, True, "auto"))
