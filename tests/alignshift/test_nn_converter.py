@@ -272,6 +272,8 @@ def test_converted_model_under_torch_compile_matches_eager(conv):
     y = net(x, t)
     grads = torch.autograd.grad(y.square().sum(), (x, *net.parameters()))
     torch._dynamo.reset()
+    assert torch._dynamo.explain(net)(x, t).graph_break_count == 1
+    torch._dynamo.reset()
     compiled = torch.compile(net)
     y_c = compiled(x, t)
     grads_c = torch.autograd.grad(y_c.square().sum(), (x, *net.parameters()))
