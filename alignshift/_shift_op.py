@@ -86,7 +86,7 @@ def shift_conv3d_backward(g: Tensor, x: Tensor, weight: Tensor, a: Tensor, fold:
     cannot return None). ``need[2]`` is False when there is no bias."""
     conf = (fold, replicate, stride, padding, dilation, groups, need[2],
             _kernels_for(x, backend))
-    grads = _shift_conv_backward(g, x, weight, a, conf, (need[0], need[1], need[2]))
+    grads = _shift_conv_backward(g, x, weight, a, conf, need)
     return tuple(t.contiguous() if t is not None else g.new_empty(0) for t in grads)
 
 

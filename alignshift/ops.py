@@ -26,7 +26,7 @@ import functools
 import math
 from contextvars import ContextVar
 from types import ModuleType
-from typing import Iterator, Optional, Tuple, Union
+from typing import Iterator, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -302,7 +302,7 @@ def _adjoint_inplace(g: Tensor, a: Tensor, fold: int, replicate: bool,
 
 
 def _shift_conv_backward(g: Tensor, x: Tensor, weight: Tensor, a: Tensor, conf: tuple,
-                         need: Tuple[bool, bool, bool]):
+                         need: Sequence[bool]):
     """Gradients ``(gx, gw, gb)`` of ``conv3d(shift(x), weight, bias)``, None where not needed.
 
     The shifted input is recomputed for the weight gradient and freed before the input gradient
