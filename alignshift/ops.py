@@ -71,6 +71,8 @@ def _kernels_for(x: Tensor, name: Optional[str] = None) -> Optional[ModuleType]:
     with :func:`shift_backend`), or None for torch ops."""
     if name is None:
         name = _backend.get()
+    elif name not in _BACKENDS:  # a name handed to the torch.ops.alignshift ops directly
+        raise ValueError(f"shift backend must be one of {_BACKENDS}, got {name!r}")
     if name == "torch":
         return None
     if name == "auto":

@@ -159,6 +159,9 @@ def test_auto_backend_on_cpu_uses_torch_ops():
     with pytest.raises(ValueError, match="shift backend must be one of"):
         with shift_backend("cuda"):
             pass
+    x, a = torch.zeros(2, 8, 3, 2, 2), torch.zeros(2, 1, 1, 1, 1)
+    with pytest.raises(ValueError, match="shift backend must be one of .* got 'trtion'"):
+        torch.ops.alignshift.depth_shift(x, a, 1, True, "trtion")  # the ops take it as a string
 
 
 if __name__ == "__main__":
