@@ -40,6 +40,12 @@ _TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _backend: ContextVar[str] = ContextVar("alignshift_shift_backend", default="auto")
 
 
+def _checked_backend(name: str) -> str:
+    if name not in _BACKENDS:
+        raise ValueError(f"shift backend must be one of {_BACKENDS}, got {name!r}")
+    return name
+
+
 @contextlib.contextmanager
 def shift_backend(name: str) -> Iterator[None]:
     """Run the depth shifts inside the block with one implementation.
@@ -48,9 +54,7 @@ def shift_backend(name: str) -> Iterator[None]:
     ``'torch'``: torch ops everywhere. ``'triton'``: Triton, an error where it cannot run (CPU
     tensors need ``TRITON_INTERPRET=1``). The choice made in forward is kept for backward.
     """
-    if name not in _BACKENDS:
-        raise ValueError(f"shift backend must be one of {_BACKENDS}, got {name!r}")
-    token = _backend.set(name)
+    token = _backend.set(_checked_backend(name))
     try:
         yield
     finally:
@@ -69,10 +73,8 @@ def _load_triton() -> Optional[ModuleType]:
 def _kernels_for(x: Tensor, name: Optional[str] = None) -> Optional[ModuleType]:
     """The Triton kernel module to use for ``x`` (backend ``name``, by default the one chosen
     with :func:`shift_backend`), or None for torch ops."""
-    if name is None:
-        name = _backend.get()
-    elif name not in _BACKENDS:  # a name handed to the torch.ops.alignshift ops directly
-        raise ValueError(f"shift backend must be one of {_BACKENDS}, got {name!r}")
+    # a name handed to the torch.ops.alignshift ops directly is checked here
+    name = _backend.get() if name is None else _checked_backend(name)
     if name == "torch":
         return None
     if name == "auto":

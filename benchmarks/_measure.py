@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import gc
 import statistics
 import time
@@ -15,8 +16,25 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def positive_int(text: str) -> int:
+    """argparse type for counts such as ``--repeats``: a median needs at least one round."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def _check_repeats(repeats: int) -> None:
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1 to take a median, got {repeats}")
+
+
 def median_time(fn: Callable[[], None], device: torch.device, repeats: int, warmup: int = 2) -> float:
     """Median wall time of ``fn`` in seconds."""
+    _check_repeats(repeats)
     for _ in range(warmup):
         fn()
     _sync(device)
@@ -33,6 +51,7 @@ def interleaved_times(fns: Dict[str, Callable[[], None]], device: torch.device, 
                       warmup: int = 2) -> Dict[str, float]:
     """Median wall time of each function, run in alternating rounds so that drift in machine
     load hits every variant alike."""
+    _check_repeats(repeats)
     for _ in range(warmup):
         for fn in fns.values():
             fn()

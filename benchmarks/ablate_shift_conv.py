@@ -28,7 +28,7 @@ from unittest import mock
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _measure import interleaved_times  # noqa: E402
+from _measure import interleaved_times, positive_int  # noqa: E402
 
 from alignshift import ops  # noqa: E402
 from alignshift.nn import AlignShiftConv, Conv1xKxK  # noqa: E402
@@ -79,7 +79,7 @@ def _steps(c_in: int, hw: int) -> Dict[str, Callable[[], None]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--repeats", type=positive_int, default=20)
     args = parser.parse_args()
     device = torch.device("cpu")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; AlignShiftConv 1x1, "

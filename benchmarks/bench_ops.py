@@ -37,7 +37,7 @@ from typing import Optional
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _measure import interleaved_times, kernel_times, peak_bytes  # noqa: E402
+from _measure import interleaved_times, kernel_times, peak_bytes, positive_int  # noqa: E402
 
 from alignshift.models import DenseNetBackbone3D  # noqa: E402
 from alignshift.nn import AlignShiftConv, Conv1xKxK, TSMConv  # noqa: E402
@@ -50,10 +50,12 @@ VARIANTS = (("plain", Conv1xKxK, "plain", "auto"), ("tsm", TSMConv, "tsm", "auto
 TORCH_OPS = ("align-ops", AlignShiftConv, "alignshift", "torch")
 
 
-def variants(device):
-    return VARIANTS + ((TORCH_OPS,) if device.type == "cuda" else ())
 CONV_SHAPES = [(c, hw, k, cout) for c in (128, 256, 512) for hw in (32, 64)
                for k, cout in ((1, 128), (3, 32))]
+
+
+def variants(device):
+    return VARIANTS + ((TORCH_OPS,) if device.type == "cuda" else ())
 
 
 def _compiled(m, mode: Optional[str]):
@@ -145,7 +147,7 @@ def ratio(a, b):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--repeats", type=positive_int, default=7)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--skip-backbone", action="store_true")
     ap.add_argument("--compile", metavar="MODE", default=None,
