@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.alignshift-env
 
-.PHONY: env demo test lint bench clean-env
+.PHONY: env demo test lint bench reproduce clean-env
 
 env: $(STAMP)
 
@@ -15,6 +15,10 @@ $(STAMP): tools/setup_env.sh tools/install_mmcv.sh pyproject.toml
 
 demo: env
 	$(PY) tools/demo.py
+
+# The paper's two tables on the synthetic thickness benchmark (ARGS="--profile tiny" for a smoke run).
+reproduce: env
+	$(PY) tools/reproduce.py --synthetic $(ARGS)
 
 lint: env
 	$(VENV)/bin/ruff check .

@@ -28,7 +28,8 @@ if [ ${#TORCH_PKGS[@]} -gt 0 ]; then
 fi
 log "installing mmengine and the runtime dependencies"
 "$PY" -m pip install -q "mmengine==0.10.7" numpy opencv-python pycocotools SimpleITK matplotlib \
-  tqdm scipy shapely terminaltables pytest ruff "setuptools<82"
+  tqdm scipy shapely terminaltables pytest ruff "setuptools<82" \
+  pooch gdown requests pyyaml
 bash tools/install_mmcv.sh "$PY" 2.1.0
 log "installing mmdet 3.3.0"
 "$PY" -m pip install -q "mmdet==3.3.0"
