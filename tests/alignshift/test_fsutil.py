@@ -1,0 +1,50 @@
+import os
+
+import pytest
+
+from alignshift import fsutil
+from alignshift.cli import UserError
+
+
+def test_claim_refuses_user_folder_and_force_keeps_user_files(tmp_path):
+    out = tmp_path / "out"
+    assert fsutil.claim_output_dir(str(out), "gen") == []
+    with fsutil.atomic_write(str(out / "a.txt")) as f:
+        f.write("x")
+    fsutil.record_outputs(str(out), "gen", ["a.txt"])
+    (out / "user.txt").write_text("keep")
+    assert fsutil.claim_output_dir(str(out), "gen") == ["a.txt"]
+    with pytest.raises(UserError, match="output of 'gen', not of other"):
+        fsutil.claim_output_dir(str(out), "other")
+    assert fsutil.claim_output_dir(str(out), "gen", force=True) == ["a.txt"]
+    assert sorted(os.listdir(out)) == ["user.txt"]
+    with pytest.raises(UserError, match="not empty and was not written by gen"):
+        fsutil.claim_output_dir(str(out), "gen", force=True)
+    assert (out / "user.txt").read_text() == "keep"
+
+
+def test_claim_allows_listed_inputs(tmp_path):
+    (tmp_path / "DL_info.csv").write_text("x")
+    assert fsutil.claim_output_dir(str(tmp_path), "gen", allowed=["DL_info.csv"]) == []
+
+
+def test_atomic_write_leaves_nothing_on_error(tmp_path):
+    target = tmp_path / "p.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with fsutil.atomic_write(str(target)) as f:
+            f.write("new")
+            raise RuntimeError("killed")
+    assert os.listdir(tmp_path) == ["p.json"] and target.read_text() == "old"
+
+
+def test_writable_checks(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="not a folder"):
+        fsutil.ensure_writable_file(str(tmp_path / "file" / "p.json"))
+    with pytest.raises(UserError, match="is a folder"):
+        fsutil.ensure_writable_file(str(tmp_path))
+    with pytest.raises(UserError, match="not writable"):
+        fsutil.ensure_writable_dir("/proc/alignshift-test")
+    assert fsutil.ensure_writable_file(str(tmp_path / "new" / "p.json")).endswith("p.json")
+    assert not (tmp_path / "new").exists()
