@@ -43,7 +43,7 @@ from ..fsutil import atomic_write, ensure_writable_dir
 
 __all__ = [
     "DEFAULT_MANIFEST", "DL_INFO_BYTES", "DL_INFO_PAGE", "DL_INFO_SHA256", "MANIFEST_COLUMNS",
-    "ChecksumError", "DownloadError", "FileStatus", "ZipEntry", "check", "check_dl_info",
+    "Cancelled", "ChecksumError", "DownloadError", "FileStatus", "ZipEntry", "check", "check_dl_info",
     "disk_needed", "download", "ensure_disk_space", "extract_zip", "fetch_zip", "file_status",
     "parse_file_spec", "read_manifest", "verify_file", "with_mirror",
 ]
@@ -71,6 +71,10 @@ class DownloadError(UserError):
 
 class ChecksumError(UserError):
     """A finished file does not match the manifest; it has been removed."""
+
+
+class Cancelled(Exception):
+    """A worker saw the stop event (the user pressed Ctrl-C); what it wrote so far stays resumable."""
 
 
 @dataclass(frozen=True)
@@ -238,14 +242,15 @@ def _content_range(value: str) -> Tuple[Optional[int], Optional[int]]:
 def fetch_zip(entry: ZipEntry, path: str, session=None, *, retries: int = 5, backoff: float = 2.0,
               timeout: float = 60.0, chunk_size: int = CHUNK,
               on_bytes: Optional[Callable[[int], None]] = None,
-              sleep: Callable[[float], None] = time.sleep) -> None:
+              sleep: Callable[[float], None] = time.sleep, stop: Optional[threading.Event] = None) -> None:
     """Download ``entry`` to ``path``, continuing ``path + ".partial"`` where a run left off.
 
     Each attempt asks for ``Range: bytes=<have>-``. A ``206`` reply is appended at the offset it
     names; a ``200`` reply (a server without ranges) rewrites the file from byte 0. Dropped
     connections and 5xx replies are retried ``retries`` times, waiting ``backoff * 2**k`` seconds.
     The finished file is checked (size, MD5, SHA-256) before it is renamed to ``path``.
-    ``on_bytes(n)`` reports progress, negative when a restart discards bytes.
+    ``on_bytes(n)`` reports progress, negative when a restart discards bytes. Setting ``stop``
+    raises :class:`Cancelled` at the next chunk, keeping the partial file.
 
     Raises:
         DownloadError: the server refused the file, or every attempt failed (the partial is kept).
@@ -262,6 +267,8 @@ def fetch_zip(entry: ZipEntry, path: str, session=None, *, retries: int = 5, bac
     try:
         for attempt in range(retries + 1):
             if attempt:
+                if stop is not None and stop.is_set():
+                    raise Cancelled(entry.file)
                 sleep(backoff * 2 ** (attempt - 1))
             have = os.path.getsize(part) if os.path.exists(part) else 0
             if have > entry.size:  # not a prefix of this file: start over
@@ -271,7 +278,7 @@ def fetch_zip(entry: ZipEntry, path: str, session=None, *, retries: int = 5, bac
             if have == entry.size:
                 break
             try:
-                _fetch_once(entry, part, have, session, timeout, chunk_size, report)
+                _fetch_once(entry, part, have, session, timeout, chunk_size, report, stop)
             except _Retry as err:
                 last_error = str(err)
                 continue
@@ -299,7 +306,7 @@ def fetch_zip(entry: ZipEntry, path: str, session=None, *, retries: int = 5, bac
 
 
 def _fetch_once(entry: ZipEntry, part: str, have: int, session, timeout: float, chunk_size: int,
-                report: Callable[[int], None]) -> None:
+                report: Callable[[int], None], stop: Optional[threading.Event]) -> None:
     headers = {"Range": f"bytes={have}-"} if have else {}
     with session.get(entry.url, headers=headers, stream=True, timeout=timeout) as r:
         if r.status_code in RETRY_STATUS:
@@ -331,6 +338,8 @@ def _fetch_once(entry: ZipEntry, part: str, have: int, session, timeout: float, 
             for chunk in _chunks(r, chunk_size):
                 f.write(chunk)
                 report(len(chunk))
+                if stop is not None and stop.is_set():
+                    raise Cancelled(entry.file)
 
 
 def _chunks(r, chunk_size: int) -> Iterator[bytes]:
@@ -351,16 +360,29 @@ def _chunks(r, chunk_size: int) -> Iterator[bytes]:
 # extraction
 
 
-def _release_path(member: str, zip_name: str) -> str:
-    """Zip member -> path under the data root: ``Images_png/<series>/<file>``."""
+def _release_path(member: str) -> Optional[str]:
+    """Zip member -> path under the data root, ``Images_png/<series>/<file>``; None if outside it."""
     parts = member.replace("\\", "/").split("/")
     if len(parts) == 2:  # a zip without the top folder: put it where the tools look
         parts = [IMAGE_DIR, *parts]
     if (len(parts) != 3 or parts[0] != IMAGE_DIR
             or any(p in ("", ".", "..") or p.startswith(".") for p in parts)):
-        raise UserError(f"{zip_name}: member {member!r} is not in the release layout "
-                        f"{IMAGE_DIR}/<series>/<slice>.png; is this a DeepLesion image zip?")
+        return None  # never written: no path can leave the data root or hide as a temporary name
     return "/".join(parts)
+
+
+def _layout(zf: zipfile.ZipFile) -> Tuple[List[Tuple[zipfile.ZipInfo, str]], List[str]]:
+    """The members in the release layout with their paths, and the names of all others."""
+    kept, other = [], []
+    for info in zf.infolist():
+        if info.is_dir():
+            continue
+        rel = _release_path(info.filename)
+        if rel is None:
+            other.append(info.filename)
+        else:
+            kept.append((info, rel))
+    return kept, other
 
 
 def _crc32(path: str) -> int:
@@ -388,13 +410,16 @@ def _read_record(dest: str, entry: ZipEntry) -> Optional[dict]:
     return rec
 
 
-def extract_zip(zip_path: str, dest: str, entry: ZipEntry,
-                on_file: Optional[Callable[[int], None]] = None) -> int:
-    """Unpack ``zip_path`` into ``dest/Images_png/<series>/<slice>.png``; return the files written.
+def extract_zip(zip_path: str, dest: str, entry: ZipEntry, on_file: Optional[Callable[[int], None]] = None,
+                stop: Optional[threading.Event] = None) -> Tuple[int, List[str]]:
+    """Unpack ``zip_path`` into ``dest/Images_png/<series>/<slice>.png``.
 
-    Each file goes to ``.<slice>.png.partial`` and is renamed; files already in place with the
-    member's size and CRC-32 are kept (a resumed extraction). The member list is recorded in
-    ``dest/.deeplesion_download/<zip>.json`` once every member is in place.
+    Each file is written under a hidden temporary name in its folder and renamed; files already in
+    place with the member's size and CRC-32 are kept (a resumed extraction). The member list is
+    recorded in ``dest/.deeplesion_download/<zip>.json`` once every member is in place.
+
+    Returns:
+        (files written, names of members outside ``Images_png/<series>/<file>``, which are skipped).
     """
     written = 0
     try:
@@ -402,9 +427,10 @@ def extract_zip(zip_path: str, dest: str, entry: ZipEntry,
     except zipfile.BadZipFile as err:
         raise UserError(f"{entry.file}: not a readable zip ({err})") from None
     with zf:
-        members = [(info, _release_path(info.filename, entry.file)) for info in zf.infolist()
-                   if not info.is_dir()]
+        members, other = _layout(zf)
         for info, rel in members:
+            if stop is not None and stop.is_set():
+                raise Cancelled(entry.file)
             target = os.path.join(dest, rel)
             if (os.path.isfile(target) and os.path.getsize(target) == info.file_size
                     and _crc32(target) == info.CRC):
@@ -413,7 +439,7 @@ def extract_zip(zip_path: str, dest: str, entry: ZipEntry,
                 continue
             folder, base = os.path.split(target)
             os.makedirs(folder, exist_ok=True)
-            tmp = os.path.join(folder, f".{base}{PARTIAL}")
+            tmp = os.path.join(folder, f".{base}.{entry.file}{PARTIAL}")
             try:
                 with zf.open(info) as src, open(tmp, "wb") as dst:  # zf.open checks the CRC at the end
                     shutil.copyfileobj(src, dst, CHUNK)
@@ -427,9 +453,9 @@ def extract_zip(zip_path: str, dest: str, entry: ZipEntry,
                 on_file(1)
     os.makedirs(os.path.join(dest, STATE_DIR), exist_ok=True)
     with atomic_write(_record_path(dest, entry.file)) as f:
-        json.dump({"file": entry.file, "size": entry.size, "sha256": entry.sha256,
+        json.dump({"file": entry.file, "size": entry.size, "sha256": entry.sha256, "skipped": other,
                    "members": [[rel, info.file_size, info.CRC] for info, rel in members]}, f)
-    return written
+    return written, other
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -498,12 +524,11 @@ def file_status(entry: ZipEntry, dest: str, verify: bool = True) -> FileStatus:
         if verify:
             try:
                 with zipfile.ZipFile(zip_path) as zf:
-                    members = [(_release_path(i.filename, entry.file), i.file_size, i.CRC)
-                               for i in zf.infolist() if not i.is_dir()]
+                    members = [(rel, i.file_size, i.CRC) for i, rel in _layout(zf)[0]]
                 bad = _missing_members(dest, members)
                 if bad:
                     detail += f" ({_series_note(bad)})"
-            except (zipfile.BadZipFile, UserError) as err:
+            except zipfile.BadZipFile as err:
                 return FileStatus(entry, "corrupt", f"not a DeepLesion zip: {err}", zip_bytes=on_disk)
         return FileStatus(entry, "downloaded", detail, zip_bytes=on_disk)
     if os.path.isfile(part):
@@ -567,15 +592,18 @@ def _bar(enabled: bool, **kwargs) -> Iterator:
 def download(entries: Sequence[ZipEntry], dest: str, *, workers: int = 2, keep_zips: bool = False,
              retries: int = 5, backoff: float = 2.0, timeout: float = 60.0, progress: bool = True,
              disk_usage: Callable[[str], Tuple[int, int, int]] = shutil.disk_usage,
-             log: Callable[[str], None] = print) -> List[FileStatus]:
+             log: Optional[Callable[[str], None]] = None) -> List[FileStatus]:
     """Fetch, verify and extract every entry not yet extracted in ``dest``; return the final states.
 
     Files already extracted are skipped without touching the network. A zip already downloaded is
     verified and extracted; a partial one is resumed. Failures of single files do not stop the
-    others; at the end one :class:`UserError` lists them all.
+    others; at the end one :class:`UserError` lists them all. Ctrl-C stops every worker at its next
+    chunk (partial files kept) and re-raises ``KeyboardInterrupt``.
     """
     if workers < 1:
         raise UsageError(f"--workers must be >= 1, got {workers}")
+    if log is None:
+        log = _bar_safe_print if progress else print
     dest = ensure_writable_dir(dest, what="--dest")
     before = [file_status(e, dest, verify=False) for e in entries]
     todo = [s for s in before if not s.done]
@@ -587,28 +615,40 @@ def download(entries: Sequence[ZipEntry], dest: str, *, workers: int = 2, keep_z
     ensure_disk_space(dest, disk_needed(before, workers, keep_zips), disk_usage)
     os.makedirs(dest, exist_ok=True)
 
-    slots = list(range(min(workers, len(todo)), 0, -1))
-    slot_lock = threading.Lock()
+    n_workers = min(workers, len(todo))
+    slots = list(range(n_workers, 0, -1))  # tqdm rows 1..n, row 0 is the total
+    lock = threading.Lock()
+    stop = threading.Event()
     failures: Dict[str, str] = {}
-    total = sum(s.entry.size for s in todo)
-    already = sum(min(s.zip_bytes, s.entry.size) for s in todo)
-
-    with _bar(progress, total=total, initial=already, desc="total", unit="B", unit_scale=True,
-              unit_divisor=1024, position=0) as total_bar:
+    opts = dict(keep_zips=keep_zips, retries=retries, backoff=backoff, timeout=timeout, progress=progress,
+                stop=stop, log=log)
+    have = sum(min(s.zip_bytes, s.entry.size) for s in todo)
+    with _bar(progress, total=sum(s.entry.size for s in todo), initial=have, desc="total", unit="B",
+              unit_scale=True, unit_divisor=1024, position=0) as total_bar:
 
         def one(status: FileStatus) -> None:
-            with slot_lock:
+            if stop.is_set():
+                return
+            with lock:
                 slot = slots.pop()
             try:
-                _process(status, dest, slot, keep_zips, retries, backoff, timeout, progress, total_bar)
+                _process(status, dest, slot, total_bar, **opts)
             except UserError as err:
                 failures[status.entry.file] = str(err)
+            except Cancelled:
+                pass
             finally:
-                with slot_lock:
+                with lock:
                     slots.append(slot)
 
-        with ThreadPoolExecutor(max_workers=min(workers, len(todo))) as pool:
+        pool = ThreadPoolExecutor(max_workers=n_workers)
+        try:
             list(pool.map(one, todo))
+        except KeyboardInterrupt:
+            stop.set()
+            raise
+        finally:
+            pool.shutdown(wait=True)
 
     after = [file_status(e, dest, verify=False) for e in entries]
     if failures:
@@ -617,20 +657,28 @@ def download(entries: Sequence[ZipEntry], dest: str, *, workers: int = 2, keep_z
     return after
 
 
-def _process(status: FileStatus, dest: str, slot: int, keep_zips: bool, retries: int, backoff: float,
-             timeout: float, progress: bool, total_bar) -> None:
+def _bar_safe_print(msg: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(msg)
+
+
+def _process(status: FileStatus, dest: str, slot: int, total_bar, *, keep_zips: bool, retries: int,
+             backoff: float, timeout: float, progress: bool, stop: threading.Event,
+             log: Callable[[str], None]) -> None:
+    """One zip: verify or fetch it, extract it, remove it (unless ``keep_zips``)."""
     import requests
 
     entry = status.entry
     zip_path = os.path.join(dest, entry.file)
-    if os.path.isfile(zip_path) and status.state in ("downloaded", "incomplete"):
+    if os.path.isfile(zip_path):  # a finished download that was not extracted (completely)
         problem = verify_file(zip_path, entry)
         if problem:
             os.unlink(zip_path)
-            total_bar.update(-entry.size)
+            total_bar.update(-min(status.zip_bytes, entry.size))
             raise ChecksumError(f"{entry.file}: the zip in {dest} does not match the manifest ({problem}); "
                                 "removed it, run again to fetch it anew")
-    elif not os.path.isfile(zip_path):
+    else:
         with _bar(progress, total=entry.size, initial=status.zip_bytes, desc=entry.file, unit="B",
                   unit_scale=True, unit_divisor=1024, position=slot, leave=False) as bar:
             def on_bytes(n: int) -> None:
@@ -639,8 +687,12 @@ def _process(status: FileStatus, dest: str, slot: int, keep_zips: bool, retries:
 
             with requests.Session() as session:
                 fetch_zip(entry, zip_path, session, retries=retries, backoff=backoff, timeout=timeout,
-                          on_bytes=on_bytes)
+                          on_bytes=on_bytes, stop=stop)
     with _bar(progress, desc=f"unzip {entry.file}", unit="file", position=slot, leave=False) as bar:
-        extract_zip(zip_path, dest, entry, on_file=bar.update)
+        written, other = extract_zip(zip_path, dest, entry, on_file=bar.update, stop=stop)
+    if other:
+        log(f"{entry.file}: skipped {len(other)} member(s) outside {IMAGE_DIR}/<series>/<file>: "
+            f"{', '.join(other[:3])}{' ...' if len(other) > 3 else ''}")
     if not keep_zips:
         os.unlink(zip_path)
+    log(f"{entry.file}: verified, {written} files extracted" + ("" if keep_zips else ", zip removed"))

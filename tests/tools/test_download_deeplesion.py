@@ -399,9 +399,36 @@ def test_killed_extraction_leaves_no_complete_looking_png(served, tmp_path):
     # a run killed inside a file leaves it under a hidden temporary name only; the next run replaces it
     with zipfile.ZipFile(zip_path) as zf:
         series, png = zf.namelist()[5].split("/")[1:]
-    stale = dest / "Images_png" / series / f".{png}.partial"
+    stale = dest / "Images_png" / series / f".{png}.{entry.file}.partial"
     stale.parent.mkdir(parents=True, exist_ok=True)
     stale.write_bytes(b"half a PNG")
     assert not (dest / "Images_png" / series / png).exists()
-    assert dl.extract_zip(str(zip_path), str(dest), entry) == len(zipfile.ZipFile(zip_path).namelist()) - 3
+    n = len(zipfile.ZipFile(zip_path).namelist())
+    assert dl.extract_zip(str(zip_path), str(dest), entry) == (n - 3, [])
+    assert not stale.exists()
     assert dl.file_status(entry, str(dest)).done
+
+
+def test_members_outside_the_layout_are_skipped_and_reported(tmp_path, capsys):
+    files = {"Images_png_01.zip": _make_zip({
+        "Images_png/000001_01_01/001.png": b"a", "000002_01_01/001.png": b"b",  # without the top folder
+        "__MACOSX/Images_png/._x.png": b"junk", "../escape.png": b"c", "Images_png/a/b/c.png": b"d"})}
+    srv = _Server(files)
+    try:
+        dest = tmp_path / "dl"
+        rc, out, err = _cli(["--dest", str(dest), "--manifest", _manifest(tmp_path / "m.tsv", files),
+                             "--mirror", srv.url], capsys)
+        assert rc == 0, err
+        assert "skipped 3 member(s)" in out and "__MACOSX" in out
+        assert _tree(tmp_path) == sorted(["m.tsv", "dl/Images_png/000001_01_01/001.png",
+                                          "dl/Images_png/000002_01_01/001.png",
+                                          f"dl/{dl.STATE_DIR}/Images_png_01.zip.json"])
+        # Ctrl-C: a set stop event ends a fetch at its next chunk and keeps the partial file
+        stop = threading.Event()
+        stop.set()
+        entry = dl.with_mirror(dl.read_manifest(str(tmp_path / "m.tsv")), srv.url)[0]
+        with pytest.raises(dl.Cancelled):
+            dl.fetch_zip(entry, str(tmp_path / "x.zip"), stop=stop)
+        assert os.path.getsize(tmp_path / "x.zip.partial") > 0
+    finally:
+        srv.close()
