@@ -432,3 +432,41 @@ def test_members_outside_the_layout_are_skipped_and_reported(tmp_path, capsys):
         assert os.path.getsize(tmp_path / "x.zip.partial") > 0
     finally:
         srv.close()
+
+
+def _doc_commands():
+    """The shell lines of the "Downloading the images" section of docs/deeplesion.md."""
+    with open(os.path.join(ROOT, "docs", "deeplesion.md")) as f:
+        text = f.read()
+    section = text.split("## Downloading the images", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
+    return [line for b in blocks for line in b.splitlines() if line.strip()]
+
+
+def test_doc_commands_run_against_a_local_mirror(release, synthetic_root, tmp_path):
+    """Each command of the docs section, verbatim, plus a local --mirror and a 56-zip test list."""
+    _, pngs = release
+    files = {f"Images_png_{k + 1:02d}.zip": _make_zip({p: (synthetic_root / p).read_bytes()
+                                                       for p in pngs[k::56]}) for k in range(56)}
+    srv = _Server(files)
+    try:
+        manifest = _manifest(tmp_path / "list.tsv", files)
+        commands = _doc_commands()
+        assert len(commands) == 4 and all(c.startswith("python tools/") for c in commands)
+        (tmp_path / "data" / "DeepLesion").mkdir(parents=True)
+        env = dict(os.environ, PYTHONPATH=ROOT)
+        for cmd in commands:
+            argv = cmd.split()
+            argv[:2] = [sys.executable, os.path.join(ROOT, argv[1])]
+            if "download_deeplesion" in cmd:
+                argv += ["--mirror", srv.url, "--manifest", manifest, "--no-progress"]
+            else:  # the user has put DL_info.csv in place by hand
+                (tmp_path / "data" / "DeepLesion" / "DL_info.csv").write_bytes(
+                    (synthetic_root / "DL_info.csv").read_bytes())
+            proc = subprocess.run(argv, cwd=str(tmp_path), env=env, capture_output=True, text=True,
+                                  timeout=120)
+            assert proc.returncode == 0, (cmd, proc.stderr[-2000:])
+        assert len(srv.log) == 56  # the later commands fetched nothing again
+        assert (tmp_path / "data" / "DeepLesion" / "annotations" / "deeplesion_train.json").exists()
+    finally:
+        srv.close()
