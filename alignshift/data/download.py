@@ -34,7 +34,6 @@ import threading
 import time
 import zipfile
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -615,40 +614,51 @@ def download(entries: Sequence[ZipEntry], dest: str, *, workers: int = 2, keep_z
     ensure_disk_space(dest, disk_needed(before, workers, keep_zips), disk_usage)
     os.makedirs(dest, exist_ok=True)
 
-    n_workers = min(workers, len(todo))
-    slots = list(range(n_workers, 0, -1))  # tqdm rows 1..n, row 0 is the total
+    pending = list(todo)
     lock = threading.Lock()
     stop = threading.Event()
     failures: Dict[str, str] = {}
+    crashed: List[BaseException] = []
     opts = dict(keep_zips=keep_zips, retries=retries, backoff=backoff, timeout=timeout, progress=progress,
                 stop=stop, log=log)
     have = sum(min(s.zip_bytes, s.entry.size) for s in todo)
     with _bar(progress, total=sum(s.entry.size for s in todo), initial=have, desc="total", unit="B",
               unit_scale=True, unit_divisor=1024, position=0) as total_bar:
 
-        def one(status: FileStatus) -> None:
-            if stop.is_set():
-                return
-            with lock:
-                slot = slots.pop()
-            try:
-                _process(status, dest, slot, total_bar, **opts)
-            except UserError as err:
-                failures[status.entry.file] = str(err)
-            except Cancelled:
-                pass
-            finally:
+        def worker(slot: int) -> None:  # slot: its tqdm row, row 0 is the total
+            while not stop.is_set():
                 with lock:
-                    slots.append(slot)
+                    if not pending:
+                        return
+                    status = pending.pop(0)
+                try:
+                    _process(status, dest, slot, total_bar, **opts)
+                except UserError as err:
+                    failures[status.entry.file] = str(err)
+                except Cancelled:
+                    return
+                except BaseException as err:  # a bug: stop everything and show it
+                    crashed.append(err)
+                    stop.set()
+                    return
 
-        pool = ThreadPoolExecutor(max_workers=n_workers)
+        # Daemon threads, so that Ctrl-C is not held up by a worker waiting on a stalled connection.
+        threads = [threading.Thread(target=worker, args=(i + 1,), daemon=True)
+                   for i in range(min(workers, len(todo)))]
+        for t in threads:
+            t.start()
         try:
-            list(pool.map(one, todo))
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.2)  # a timed join lets Ctrl-C through
         except KeyboardInterrupt:
+            # Workers stop at their next chunk; one blocked on a stalled connection simply ends with
+            # the process. Either way the partial file is a prefix of the zip, and PNGs in the making
+            # have temporary names: the next run resumes.
             stop.set()
             raise
-        finally:
-            pool.shutdown(wait=True)
+    if crashed:
+        raise crashed[0]
 
     after = [file_status(e, dest, verify=False) for e in entries]
     if failures:

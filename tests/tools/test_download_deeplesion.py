@@ -208,31 +208,45 @@ def test_dropped_connection_resumes_with_range(served, tmp_path, capsys):
 
 
 def test_killed_run_resumes_without_refetching(tmp_path, capsys):
-    big = 3 << 20  # larger than the tool's 1 MiB chunks, so whole chunks reach the disk before the kill
+    big = 3 << 20
     files = {"Images_png_01.zip": _make_zip({"Images_png/000001_01_01/001.png": b"\x89PNG tiny"}, big=big)}
     name, data = next(iter(files.items()))
     srv = _Server(files)
-    try:
-        manifest = _manifest(tmp_path / "m.tsv", files)
-        dest = tmp_path / "dl"
-        srv.stall[name] = 2 << 20
-        proc = subprocess.Popen([sys.executable, TOOL, "--dest", str(dest), "--manifest", manifest,
-                                 "--mirror", srv.url, "--no-progress"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(tmp_path))
-        part = dest / (name + ".partial")
+    manifest = _manifest(tmp_path / "m.tsv", files)
+    dest = tmp_path / "dl"
+    part = dest / (name + ".partial")
+    cmd = [sys.executable, TOOL, "--dest", str(dest), "--manifest", manifest, "--mirror", srv.url,
+           "--no-progress"]
+
+    def run_until(size, sig):
+        """Start the tool, let the server stall once the partial file holds ``size`` bytes, send ``sig``."""
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                cwd=str(tmp_path))
         deadline = time.time() + 60
-        while time.time() < deadline and not (part.exists() and part.stat().st_size >= 2 << 20):
+        while time.time() < deadline and not (part.exists() and part.stat().st_size >= size):
             time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-        kept = part.stat().st_size
-        assert kept == 2 << 20
+        t = time.time()
+        proc.send_signal(sig)
+        err = proc.communicate(timeout=30)[1]
+        return proc.returncode, err, time.time() - t
+
+    try:
+        # Ctrl-C while the connection is stalled: the tool exits at once, the partial file is kept
+        srv.stall[name] = 1 << 20
+        rc, err, took = run_until(1 << 20, signal.SIGINT)
+        assert rc == 130 and "interrupted" in err and took < 10, (took, err)
+        assert part.stat().st_size == 1 << 20
+        # SIGKILL after the next MiB: every byte received is on disk
+        srv.stall[name] = 1 << 20
+        rc, _, _ = run_until(2 << 20, signal.SIGKILL)
+        assert rc == -signal.SIGKILL and part.stat().st_size == 2 << 20
+        assert srv.log[-1] == (name, f"bytes={1 << 20}-", 206)
         srv.release.set()
         sent_before = srv.sent[name]
         rc, _, err = _cli(["--dest", str(dest), "--manifest", manifest, "--mirror", srv.url], capsys)
         assert rc == 0, err
-        assert srv.log[-1] == (name, f"bytes={kept}-", 206)
-        assert srv.sent[name] - sent_before == len(data) - kept
+        assert srv.log[-1] == (name, f"bytes={2 << 20}-", 206)
+        assert srv.sent[name] - sent_before == len(data) - (2 << 20)  # nothing fetched twice
         assert (dest / "Images_png" / "999999_01_01" / "001.png").stat().st_size == big
     finally:
         srv.close()
