@@ -11,8 +11,8 @@ What lives in the data root, and who owns it:
   ``Range`` request; a server that ignores ``Range`` makes the file start again from byte 0.
 - ``Images_png_NN.zip``: a finished download, renamed from ``.partial`` only after its size, MD5 and
   SHA-256 matched the manifest. It is removed after extraction unless ``keep_zips``.
-- ``Images_png/<series>/<slice>.png``: each written as ``.<slice>.png.partial`` and renamed, so a
-  killed run never leaves a short PNG under its real name.
+- ``Images_png/<series>/<slice>.png``: each written as ``.<slice>.png.<zip name>.partial`` and
+  renamed, so a killed run never leaves a short PNG under its real name.
 - ``.deeplesion_download/Images_png_NN.zip.json``: written when a zip is fully extracted; it lists
   every member with its size and CRC-32. :func:`check` uses it to find incomplete series folders
   after the zip itself is gone.
@@ -60,9 +60,6 @@ PARTIAL = ".partial"
 EXTRACTED_PER_ZIP_BYTE = 1.0
 CHUNK = 1 << 20
 RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
-
-ProgressFactory = Callable[..., "contextlib.AbstractContextManager"]
-
 
 class DownloadError(UserError):
     """A file could not be fetched (network, HTTP status, wrong size); the message names it."""

@@ -41,6 +41,7 @@ class _Server:
         self.cut = {}
         self.stall = {}
         self.corrupt = set()
+        self.fail = {}  # name -> how many of the next requests get 503
         self.release = threading.Event()
         self.sent = {}
         self.log = []  # (name, Range header or None, status)
@@ -57,6 +58,11 @@ class _Server:
                 if data is None:
                     srv.log.append((name, rng, 404))
                     self.send_error(404)
+                    return
+                if srv.fail.get(name, 0) > 0:
+                    srv.fail[name] -= 1
+                    srv.log.append((name, rng, 503))
+                    self.send_error(503)
                     return
                 if name in srv.corrupt:
                     data = data[:-10] + bytes(b ^ 0xFF for b in data[-10:])
@@ -250,6 +256,23 @@ def test_killed_run_resumes_without_refetching(tmp_path, capsys):
         assert (dest / "Images_png" / "999999_01_01" / "001.png").stat().st_size == big
     finally:
         srv.close()
+
+
+def test_server_errors_are_retried_with_backoff(served, tmp_path):
+    srv, manifest, _ = served
+    entry = dl.with_mirror(dl.read_manifest(manifest), srv.url)[0]
+    srv.fail[entry.file] = 2
+    sleeps = []
+    dl.fetch_zip(entry, str(tmp_path / entry.file), retries=2, backoff=1.5, sleep=sleeps.append)
+    assert sleeps == [1.5, 3.0] and dl.verify_file(str(tmp_path / entry.file), entry) is None
+    srv.fail[entry.file] = 2
+    with pytest.raises(dl.DownloadError, match=f"{entry.file}: download failed after 2 attempts.*HTTP 503"):
+        dl.fetch_zip(entry, str(tmp_path / "again.zip"), retries=1, backoff=0)
+    n = len(srv.log)
+    missing = dl.ZipEntry("Images_png_09.zip", f"{srv.url}/Images_png_09.zip", 10, "", "0" * 64)
+    with pytest.raises(dl.DownloadError, match="Images_png_09.zip: .* answered HTTP 404"):
+        dl.fetch_zip(missing, str(tmp_path / "x.zip"), backoff=0)
+    assert len(srv.log) == n + 1  # a missing file is not retried
 
 
 def test_server_without_range_restarts_the_file(served, tmp_path, capsys):
