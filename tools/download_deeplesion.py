@@ -28,9 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--dest", required=True, help="data root: Images_png/ goes here, beside DL_info.csv")
-    ap.add_argument("--files", default=None,
-                    help="which zips, by position in the manifest (Images_png_NN.zip), e.g. 1-5,56; "
-                         "default all")
+    ap.add_argument("--files", default="all",
+                    help="which zips, by position in the manifest (NN of Images_png_NN.zip), e.g. 1-5,56")
     ap.add_argument("--workers", type=int, default=2, help="zips fetched at the same time")
     ap.add_argument("--keep-zips", action="store_true", help="keep each zip after extracting it")
     ap.add_argument("--mirror", default=None, metavar="BASE_URL",
