@@ -188,3 +188,17 @@ def test_top_level_import_is_light():
     """`import alignshift` (and so the CLI helpers) does not import torch until a name is used."""
     code = "import sys, alignshift, alignshift.cli; print('torch' in sys.modules)"
     assert run([sys.executable, "-c", code], cwd=ROOT).strip() == "False"
+
+
+def test_license_and_citation_files():
+    import yaml
+
+    from alignshift.version import __version__
+
+    with open(os.path.join(ROOT, "LICENSE")) as f:
+        assert "Apache License" in f.read(300)
+    with open(os.path.join(ROOT, "CITATION.cff")) as f:
+        cff = yaml.safe_load(f)
+    assert cff["cff-version"] == "1.2.0" and cff["license"] == "Apache-2.0"
+    assert str(cff["version"]) == __version__, "CITATION.cff and alignshift/version.py disagree"
+    assert "AlignShift" in cff["preferred-citation"]["title"]
