@@ -7,7 +7,9 @@ under test is the copy's, not whatever the venv has installed). Keep such blocks
 
 Every other ```bash block must say which test runs its commands with local stand-ins, with
 ``<!-- tested-by: PATH -->`` on the line before it (PATH relative to the repository root, e.g.
-``tests/tools/test_download.py`` or ``.ci/run``). A block with neither marker fails.
+``tests/tools/test_download.py`` or ``.ci/run``), or why none does, with
+``<!-- not-tested: REASON -->``: such a block is reported as skipped with its reason, so the gap
+stays visible in every test run. A block with none of the three markers fails.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNNABLE = "<!-- runnable -->"
 TESTED_BY = re.compile(r"^<!--\s*tested-by:\s*(\S+)\s*-->$")
+NOT_TESTED = re.compile(r"^<!--\s*not-tested:\s*(.+?)\s*-->$")
 FENCE = re.compile(r"^```(\w*)\s*$")
 TIMEOUT_S = 120
 
@@ -120,10 +123,13 @@ def test_runnable_block(block: Block, tmp_path):
 
 @pytest.mark.parametrize("block", SHOWN, ids=[b.where for b in SHOWN])
 def test_shown_command_has_a_test(block: Block):
+    untested = NOT_TESTED.match(block.marker)
+    if untested:
+        pytest.skip(f"{block.where}: no test runs this block: {untested.group(1)}")
     m = TESTED_BY.match(block.marker)
     if not m:
-        pytest.fail(f"{block.where}: a shell block needs '{RUNNABLE}' or '<!-- tested-by: PATH -->' "
-                    "on the line before it", pytrace=False)
+        pytest.fail(f"{block.where}: a shell block needs '{RUNNABLE}', '<!-- tested-by: PATH -->' or "
+                    "'<!-- not-tested: REASON -->' on the line before it", pytrace=False)
     target = m.group(1).split("::")[0]
     assert os.path.exists(os.path.join(ROOT, target)), \
         f"{block.where}: tested-by names {target}, which does not exist"
@@ -137,7 +143,7 @@ def test_runner_finds_blocks():
 
 def _table_rows(text: str, heading: str) -> List[List[str]]:
     section = text.split(heading, 1)[1].split("\n#", 1)[0]
-    return [[c.strip() for c in ln.strip().strip("|").split("|")]
+    return [[c.strip().strip("*") for c in ln.strip().strip("|").split("|")]
             for ln in section.splitlines() if ln.startswith("|") and not ln.startswith("|---")]
 
 
