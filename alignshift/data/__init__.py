@@ -3,6 +3,7 @@
 from .deeplesion import (
     DEFAULT_WINDOW,
     DL_INFO_COLUMNS,
+    HU_OFFSET,
     SPLITS,
     THIN_MAX_MM,
     DLInfoError,
@@ -19,9 +20,9 @@ from .deeplesion import (
     select_split,
     window,
 )
-from .synthetic import make_synthetic_deeplesion
+from .synthetic import SyntheticSpec, make_synthetic_deeplesion
 
-__all__ = ["DEFAULT_WINDOW", "DL_INFO_COLUMNS", "SPLITS", "THIN_MAX_MM", "DLInfoError",
+__all__ = ["DEFAULT_WINDOW", "DL_INFO_COLUMNS", "HU_OFFSET", "SPLITS", "THIN_MAX_MM", "DLInfoError",
            "ImageRecord", "Lesion", "annotation_xyxy", "image_relpath", "is_thin", "load_multislice",
            "make_synthetic_deeplesion", "multislice_plan", "parse_dl_info", "read_hu", "records_to_coco",
-           "select_split", "window"]
+           "select_split", "SyntheticSpec", "window"]

@@ -1,4 +1,4 @@
-"""DeepLesion FROC evaluation."""
+"""DeepLesion FROC evaluation and the published figures."""
 
 from .froc import (
     AVG_FPS,
@@ -13,6 +13,8 @@ from .froc import (
     sens_at_fps,
     summarize,
 )
+from .paper import paper_results, paper_variant
 
 __all__ = ["AVG_FPS", "DEFAULT_FPS", "FROCCurve", "box_iou", "format_froc_table", "froc",
-           "froc_breakdown", "plot_froc", "save_froc_report", "sens_at_fps", "summarize"]
+           "froc_breakdown", "paper_results", "paper_variant", "plot_froc", "save_froc_report", "sens_at_fps",
+           "summarize"]
