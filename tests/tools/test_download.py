@@ -69,7 +69,8 @@ def server(published):
 def _index(tmp_path, url, sha):
     path = tmp_path / "metafile.yml"
     sha_line = f"    Weights SHA256: {sha}\n" if sha else "    Weights SHA256: null\n"
-    path.write_text("Models:\n  - Name: alignshift_3slice\n    Config: configs/deeplesion/official/alignshift_3slice.py\n"
+    path.write_text("Models:\n  - Name: alignshift_3slice\n"
+                    "    Config: configs/deeplesion/official/alignshift_3slice.py\n"
                     "    Metadata: {Conv: alignshift, Slices: 3, Paper Variant: alignshift_3slice}\n"
                     f"    Weights: {url}\n" + sha_line)
     return str(path)
