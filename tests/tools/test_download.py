@@ -45,6 +45,14 @@ def published(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def published7(tmp_path_factory):
+    """The paper's main model in the published layout (7-slice AlignShift, random weights)."""
+    path = tmp_path_factory.mktemp("by-hand") / "alignshift_7slice_published.pth"
+    torch.save(fake_published_checkpoint(7, "alignshift", seed=7), path)
+    return str(path), sha256sum(str(path))
+
+
+@pytest.fixture(scope="module")
 def server(published):
     """An http.server on 127.0.0.1 serving the folder of ``published``; counts GET requests."""
     hits = []
@@ -137,28 +145,29 @@ def test_not_a_checkpoint_is_refused(tmp_path, server, capsys):
     assert not (tmp_path / "ck").exists() or os.listdir(tmp_path / "ck") == []
 
 
-def test_drive_folder_goes_through_the_injected_downloader(tmp_path, published, capsys):
+def test_drive_folder_goes_through_the_injected_downloader(tmp_path, published7, capsys):
     calls = []
 
     def fake_gdown(folder_id, output, quiet):  # stands in for gdown.download_folder
         calls.append(folder_id)
-        os.link(published[0], os.path.join(output, "densenet_align_3slice.pth"))
-        with open(os.path.join(output, "densenet_tsm_7slice.pth"), "wb") as f:
+        os.link(published7[0], os.path.join(output, "densenet_align_7slice.pth"))
+        with open(os.path.join(output, "densenet_tsm_3slice.pth"), "wb") as f:
             f.write(b"another snapshot")
-        return [os.path.join(output, "densenet_align_3slice.pth")]
+        return [os.path.join(output, "densenet_align_7slice.pth")]
 
     dest, cache = tmp_path / "checkpoints", tmp_path / "cache"
-    argv = ["download", "alignshift_3slice", "--dest", str(dest), "--cache-dir", str(cache), "--no-progress"]
+    # the documented command line: download alignshift_7slice
+    argv = ["download", "alignshift_7slice", "--dest", str(dest), "--cache-dir", str(cache), "--no-progress"]
     rc, out, err = _run(argv, capsys, drive_downloader=fake_gdown)
     assert rc == 0, err
     assert calls == [DRIVE_ID]
-    assert (dest / "alignshift_3slice.pth").is_file()
-    assert f"sha256 {published[1]}" in out
+    assert (dest / "alignshift_7slice.pth").is_file()
+    assert f"sha256 {published7[1]}" in out and "alignshift 7-slice" in out
     # the folder is kept in the cache: another model from it needs no second folder download
-    rc, _, err = _run(["download", "tsm_3slice", "--dest", str(dest), "--cache-dir", str(cache),
+    rc, _, err = _run(["download", "tsm_7slice", "--dest", str(dest), "--cache-dir", str(cache),
                        "--no-progress"], capsys, drive_downloader=fake_gdown)
     assert calls == [DRIVE_ID]
-    assert rc == 1 and "--from FILE" in err and "densenet_tsm_7slice.pth" in err
+    assert rc == 1 and "--from FILE" in err and "densenet_tsm_3slice.pth" in err
 
 
 def test_failed_drive_download_leaves_no_partial_folder(tmp_path, capsys):
@@ -169,17 +178,18 @@ def test_failed_drive_download_leaves_no_partial_folder(tmp_path, capsys):
     assert os.listdir(tmp_path / "cache") == []
 
 
-def test_from_file_converts_a_hand_downloaded_snapshot(tmp_path, published, capsys):
+def test_from_file_converts_a_hand_downloaded_snapshot(tmp_path, published7, capsys):
     def no_network(*args):
         raise AssertionError("--from must not download")
 
     dest = tmp_path / "checkpoints"
-    rc, out, err = _run(["download", "alignshift_3slice", "--from", published[0], "--dest", str(dest)],
+    # the documented command line: download alignshift_7slice --from FILE
+    rc, out, err = _run(["download", "alignshift_7slice", "--from", published7[0], "--dest", str(dest)],
                         capsys, drive_downloader=no_network)
     assert rc == 0, err
-    assert (dest / "alignshift_3slice.pth").is_file() and f"sha256 {published[1]}" in out
-    rc, _, err = _run(["download", "alignshift_7slice", "--from", published[0], "--dest", str(dest)], capsys)
-    assert rc == 1 and "the checkpoint has 3 slices, but 7 were asked for" in err
+    assert (dest / "alignshift_7slice.pth").is_file() and f"sha256 {published7[1]}" in out
+    rc, _, err = _run(["download", "alignshift_3slice", "--from", published7[0], "--dest", str(dest)], capsys)
+    assert rc == 1 and "the checkpoint has 7 slices, but 3 were asked for" in err
     rc, _, err = _run(["download", "alignshift_3slice", "--from", str(tmp_path / "nope.pth")], capsys)
     assert rc == 1 and "nope.pth: no such file" in err
 
