@@ -247,3 +247,67 @@ def test_load_published_multislice_mixes_and_falls_back(tmp_path):
     # channel 4: 0.6 * slice 12 + 0.4 * slice 11 = 116; channel 6: slices 15 and 14 fall back to 12;
     # channel 1: slices 6 and 7 fall back to 8
     assert hu[0, 0].tolist() == pytest.approx([80, 80, 84, 100, 116, 120, 120], abs=1e-3)
+
+
+def _published_tsm(x, n_fold=8):
+    fold = x.shape[1] // n_fold
+    out = torch.zeros_like(x)
+    out[:, :fold, :-1] = x[:, :fold, 1:]
+    out[:, fold:2 * fold, 1:] = x[:, fold:2 * fold, :-1]
+    out[:, 2 * fold:] = x[:, 2 * fold:]
+    return out
+
+
+def _published_backbone(sd, x, thickness, variant):
+    """The published DenseNetCustomTrunc3d{Align,TSM} forward (eval), written from its definition:
+    x (B, 1, D, H, W) -> (B, 512, H/4, W/4)."""
+    import torch.nn.functional as F
+
+    def bn(t, p):
+        return F.batch_norm(t, sd[p + ".running_mean"], sd[p + ".running_var"], sd[p + ".weight"],
+                            sd[p + ".bias"], False, 0.0, 1e-5)
+
+    def conv(t, p, shift, stride=1, pad=0):
+        if shift:
+            t = _published_alignshift(t, thickness) if variant == "alignshift" else _published_tsm(t)
+        return F.conv3d(t, sd[p + ".weight"].unsqueeze(2), None, (1, stride, stride), (0, pad, pad))
+
+    b = "backbone."
+    t = F.relu(bn(conv(x, b + "conv0", False, 2, 3), b + "norm0"))
+    t = F.max_pool3d(t, (1, 3, 3), (1, 2, 2), (0, 1, 1))
+    reds = []
+    for i, n in enumerate((6, 12, 24), 1):
+        feats = [t]
+        for j in range(1, n + 1):
+            p = f"{b}denseblock{i}.denselayer{j}."
+            h = conv(F.relu(bn(torch.cat(feats, 1), p + "norm1")), p + "conv1", True)
+            feats.append(conv(F.relu(bn(h, p + "norm2")), p + "conv2", True, pad=1))
+        t = torch.cat(feats, 1)
+        reds.append(F.conv3d(t, sd[f"{b}reductionz{i}.reduction_z_conv.weight"]).squeeze(2))
+        if i < 3:
+            p = f"{b}transition{i}"
+            t = F.avg_pool3d(conv(F.relu(bn(t, p + ".norm")), p + ".conv", False), (1, 2, 2), (1, 2, 2))
+    out = F.conv2d(reds[2], sd[b + "lateral4.weight"], sd[b + "lateral4.bias"])
+    for p, r in ((3, reds[1]), (2, reds[0])):
+        out = F.interpolate(out, scale_factor=2, mode="nearest") + F.conv2d(
+            r, sd[f"{b}lateral{p}.weight"], sd[f"{b}lateral{p}.bias"])
+    return out
+
+
+@pytest.mark.parametrize("variant,slices", [("alignshift", 3), ("tsm", 3)])
+def test_converted_backbone_computes_the_published_features(variant, slices):
+    from alignshift.models import DenseNetBackbone3D
+
+    published = fake_published_checkpoint(slices, variant, seed=11, mask_head=False, optimizer=False)
+    sd = {k: v.double() if v.is_floating_point() else v for k, v in published["state_dict"].items()}
+    converted, _ = convert_v1_checkpoint(published)
+    net = DenseNetBackbone3D(variant, slices).double().eval()
+    net.load_state_dict({k[len("backbone.net."):]: v for k, v in converted["state_dict"].items()
+                         if k.startswith("backbone.net.")}, strict=True)
+    x = torch.randn(2, 1, slices, 32, 32, dtype=torch.float64) * 50
+    thickness = torch.tensor([5.0, 0.8], dtype=torch.float64)
+    with torch.no_grad():
+        want = _published_backbone(sd, x, thickness, variant)
+        got = net(x, thickness)
+    assert got.shape == (2, 512, 8, 8)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
