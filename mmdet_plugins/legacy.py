@@ -55,9 +55,6 @@ class V1AnchorGenerator(AnchorGenerator):
         return v1_base_anchors(float(base_size), scales.tolist(), ratios.tolist(), self.v1_center,
                                self.scale_major)
 
-    def __repr__(self) -> str:
-        return super().__repr__().rstrip(")") + f"    center={self.v1_center})"
-
 
 @TASK_UTILS.register_module()
 class V1DeltaXYWHBBoxCoder(LegacyDeltaXYWHBBoxCoder):
