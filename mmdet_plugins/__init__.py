@@ -4,6 +4,7 @@ from .backbones import DenseNet3DBackbone, DenseNet25DBackbone
 from .datasets import DeepLesionDataset
 from .detector import ThicknessAwareFasterRCNN
 from .hooks import DeepLesionVisualizationHook
+from .legacy import LoadDeepLesionSlicesV1, V1AnchorGenerator, V1DeltaXYWHBBoxCoder, V1SingleRoIExtractor
 from .metrics import DeepLesionFROCMetric
 from .runner import AlignShiftRunner
 from .transforms import LoadDeepLesionSlices, RandomShiftScaleRotate
@@ -11,4 +12,5 @@ from .transforms import LoadDeepLesionSlices, RandomShiftScaleRotate
 __all__ = ["AlignShiftRunner", "DeepLesionDataset", "DeepLesionFROCMetric", "DeepLesionVisualizationHook",
            "DenseNet25DBackbone",
            "DenseNet3DBackbone", "LoadDeepLesionSlices", "RandomShiftScaleRotate",
-           "ThicknessAwareFasterRCNN"]
+           "ThicknessAwareFasterRCNN",
+           "LoadDeepLesionSlicesV1", "V1AnchorGenerator", "V1DeltaXYWHBBoxCoder", "V1SingleRoIExtractor"]

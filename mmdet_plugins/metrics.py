@@ -22,6 +22,8 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
 from alignshift.evaluation import DEFAULT_FPS, format_froc_table, froc_breakdown, save_froc_report
+from alignshift.evaluation.paper import compare_with_paper
+from alignshift.evaluation.paper import paper_variant as published_figures
 
 PREDICTIONS_FORMAT = "alignshift-predictions/1"
 
@@ -52,16 +54,22 @@ class DeepLesionFROCMetric(BaseMetric):
         out_dir: where to write ``froc_table.txt``, ``froc.png`` and ``froc.json``
             (``tools/train.py``/``test.py`` set it to the work dir); None writes nothing.
         prediction_file: also write every prediction there (``tools/test.py --out``).
+        paper_variant: also log the paper's figures of this variant beside the measured ones
+            (:func:`alignshift.evaluation.paper.compare_with_paper`); the official configs set it.
     """
 
     default_prefix = "deeplesion"
 
     def __init__(self, fps: Sequence[float] = DEFAULT_FPS, iou_thr: float = 0.5,
                  out_dir: Optional[str] = None, prediction_file: Optional[str] = None,
-                 collect_device: str = "cpu", prefix: Optional[str] = None) -> None:
+                 collect_device: str = "cpu", prefix: Optional[str] = None,
+                 paper_variant: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.fps, self.iou_thr = tuple(fps), iou_thr
         self.out_dir, self.prediction_file = out_dir, prediction_file
+        self.paper_variant = paper_variant  # model zoo: paper vs measured
+        if paper_variant is not None:
+            published_figures(paper_variant)  # an unknown name fails here, not after the test run
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         for s in data_samples:
@@ -88,6 +96,8 @@ class DeepLesionFROCMetric(BaseMetric):
         else:
             table = format_froc_table(res, self.fps, title=title)
         MMLogger.get_current_instance().info("\n" + table)
+        if self.paper_variant:  # model zoo: paper vs measured
+            MMLogger.get_current_instance().info("\n" + compare_with_paper(res, self.paper_variant, self.fps))
         if self.prediction_file:
             os.makedirs(osp.dirname(osp.abspath(self.prediction_file)), exist_ok=True)
             write_predictions(results, self.prediction_file)

@@ -1,0 +1,25 @@
+"""The model zoo: the published AlignShift/TSM snapshots, their index, download and conversion.
+
+- :mod:`.index` reads ``model-index.yml`` / ``configs/deeplesion/metafile.yml``;
+- :mod:`.download` fetches a snapshot (pooch for URLs, gdown for the Google Drive folder, or a file
+  the user fetched by hand), prints its sha256 and converts it on arrival;
+- :mod:`.convert` turns a published mmdet 1.0rc1 state dict into this project's (pure torch);
+- :mod:`.slices` is the published slice sampling, for the ``configs/deeplesion/official`` configs.
+
+Framework-free: nothing here imports mmdet, mmcv or mmengine.
+"""
+
+from .convert import (
+                      CheckpointLayoutError,
+                      ConversionReport,
+                      convert_v1_checkpoint,
+                      convert_v1_state_dict,
+                      published_backbone_shapes,
+                      v1_state_dict_layout,
+)
+from .download import download, sha256sum
+from .index import ZooEntry, ZooIndexError, find_entry, load_index
+
+__all__ = ["CheckpointLayoutError", "ConversionReport", "ZooEntry", "ZooIndexError", "convert_v1_checkpoint",
+           "convert_v1_state_dict", "download", "find_entry", "load_index", "published_backbone_shapes",
+           "sha256sum", "v1_state_dict_layout"]
