@@ -15,6 +15,6 @@ from .froc import (
 )
 from .paper import compare_with_paper, paper_results, paper_variant
 
-__all__ = ["AVG_FPS", "DEFAULT_FPS", "FROCCurve", "box_iou", "compare_with_paper", "format_froc_table", "froc",
-           "froc_breakdown", "paper_results", "paper_variant", "plot_froc", "save_froc_report", "sens_at_fps",
-           "summarize"]
+__all__ = ["AVG_FPS", "DEFAULT_FPS", "FROCCurve", "box_iou", "compare_with_paper", "format_froc_table",
+           "froc", "froc_breakdown", "paper_results", "paper_variant", "plot_froc", "save_froc_report",
+           "sens_at_fps", "summarize"]
