@@ -109,8 +109,9 @@ def describe_candidate(cand: Candidate, volume) -> dict:
     ``volume`` is an :class:`alignshift.inference.Volume`. The 3D voxel box is the hull of the
     per-slice boxes; its 8 corners go through the image geometry to the LPS mm box (axis-aligned in
     LPS), the centre of the voxel box to ``center_mm``. ``long_axis_mm`` / ``short_axis_mm`` are the
-    longer / shorter side of the largest 2D box (by area in mm^2): the RECIST diameters of a lesion whose axes are
-    aligned with the image, and an upper bound otherwise (a box does not carry the lesion's angle).
+    longer / shorter side of the largest 2D box (by area in mm^2): the RECIST diameters of a lesion
+    whose axes are aligned with the image, and an upper bound otherwise (a box does not carry the
+    lesion's angle).
     """
     boxes = np.array(cand.boxes, np.float64).reshape(-1, 4)
     sx, sy = volume.spacing[0], volume.spacing[1]

@@ -167,8 +167,8 @@ def _read_dicom_series(folder: str, series: Optional[str], resample: bool) -> Tu
                           f"it){hint}")
     if series is None:
         if len(found) > 1:
-            listing = "; ".join(
-                f"{s.uid} ({len(s.files)} files{', ' + s.description if s.description else ''})" for s in found)
+            listing = "; ".join(f"{s.uid} ({len(s.files)} files" + (f", {s.description})" if s.description
+                                                                   else ")") for s in found)
             raise VolumeError(f"{folder} holds {len(found)} DICOM series; choose one with --series UID: "
                               f"{listing}")
         chosen = found[0]
