@@ -1,0 +1,109 @@
+"""tools/infer_volume.py end to end with a real (untrained, tiny) mmdet detector, and its errors."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from alignshift.cli import run_cli
+from alignshift.inference import CSV_COLUMNS
+
+CONFIG = "configs/demo/alignshift_3slice_synthetic.py"
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def cli(argv):
+    from tools import infer_volume
+
+    return run_cli(infer_volume.main, argv, prog="infer_volume.py")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """The demo config's detector, untrained, saved as a checkpoint."""
+    import torch
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.config import Config
+
+    import mmdet_plugins  # noqa: F401
+
+    register_all_modules(init_default_scope=True)
+    cfg = Config.fromfile(os.path.join(ROOT, CONFIG))
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
+    torch.save({"state_dict": model.state_dict(), "meta": {}}, path)
+    return str(path)
+
+
+@pytest.fixture
+def volume(tmp_path):
+    arr = np.full((6, 48, 40), -1000, np.int16)
+    arr[:, 8:40, 6:34] = 40
+    arr[2:5, 20:28, 15:23] = 120
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing((0.9, 0.9, 5.0))
+    img.SetOrigin((10.0, -20.0, 30.0))
+    img.SetDirection((-1, 0, 0, 0, -1, 0, 0, 0, 1))  # RAS-stored, as many NIfTI writers do
+    path = tmp_path / "scan.nii.gz"
+    sitk.WriteImage(img, str(path))
+    return path, img
+
+
+def test_tool_end_to_end(checkpoint, volume, tmp_path, capsys):
+    path, img = volume
+    out = tmp_path / "out"
+    args = [str(path), os.path.join(ROOT, CONFIG), checkpoint, "--out", str(out), "--slices", "1:5",
+            "--score-thr", "0", "--save-mask", "--batch-size", "3", "--no-progress"]
+    assert cli(args) == 0
+    log = capsys.readouterr().out
+    assert "6 slices of 48 x 40, slice interval 5.000 mm" in log and "input orientation RAS" in log
+    doc = json.loads((out / "detections.json").read_text())
+    assert doc["format"] == "alignshift-volume-detections/1"
+    assert doc["preprocess"] == {"num_slices": 3, "norm_interval": 2.0, "interpolate": False,
+                                 "window": [-1024.0, 2050.0], "img_scale": [128, 128]}
+    assert [s["slice"] for s in doc["slices"]] == [1, 2, 3, 4]
+    boxes = np.array([d for s in doc["slices"] for d in s["detections"]]).reshape(-1, 5)
+    assert len(boxes) and boxes[:, [0, 2]].max() <= 40 and boxes[:, [1, 3]].max() <= 48  # volume pixels
+    with open(out / "lesions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == CSV_COLUMNS and len(rows) == len(doc["lesions"]) > 0
+    assert len(os.listdir(out / "overlays")) == len(rows)
+    mask = sitk.ReadImage(str(out / "lesion_mask.nii.gz"))
+    assert mask.GetSize() == img.GetSize()
+    assert np.allclose(mask.GetOrigin(), img.GetOrigin(), atol=1e-4)
+    assert np.allclose(mask.GetDirection(), img.GetDirection(), atol=1e-6)
+    assert np.allclose(mask.GetSpacing(), img.GetSpacing(), atol=1e-6)
+    # a second run into the same folder replaces its own outputs; a foreign folder is refused
+    assert cli(args) == 0
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "notes.txt").write_text("mine")
+    assert cli([*args[:3], "--out", str(tmp_path / "foreign")]) == 1
+    assert "not empty and was not written by infer_volume" in capsys.readouterr().err
+
+
+def test_tool_errors_are_one_line(checkpoint, volume, tmp_path, capsys):
+    path, _ = volume
+    bad = tmp_path / "bad.nii.gz"
+    bad.write_bytes(b"\x00not a volume" * 20)
+    (tmp_path / "empty").mkdir()
+    wrong = tmp_path / "wrong.pth"
+    import torch
+
+    torch.save({"state_dict": {"nothing": torch.zeros(1)}}, wrong)
+    cfg = os.path.join(ROOT, CONFIG)
+    cases = [([str(bad), cfg, checkpoint], 1, "cannot read it as an image"),
+             ([str(tmp_path / "empty"), cfg, checkpoint], 1, "holds no DICOM series"),
+             ([str(path), cfg, str(tmp_path / "none.pth")], 1, "does not exist"),
+             ([str(path), cfg, checkpoint, "--slices", "4:99"], 2, "expected 0 <= a < b <= 6"),
+             ([str(path), cfg, str(wrong)], 1, "does not load into the model"),
+             ([str(path), cfg, checkpoint, "--series", "1.2"], 1, "applies to a DICOM folder")]
+    for argv, code, msg in cases:
+        assert cli([*argv, "--out", str(tmp_path / "o"), "--no-progress"]) == code
+        err = capsys.readouterr().err
+        assert msg in err and err.startswith("infer_volume.py: error:") and err.count("\n") == 1, err
+    assert not (tmp_path / "o" / "detections.json").exists()
