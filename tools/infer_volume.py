@@ -24,6 +24,7 @@ from typing import List, Optional, Sequence
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from any folder
 
 import numpy as np  # noqa: E402
+from mmengine.config import Config, DictAction  # noqa: E402
 
 from alignshift.cli import UsageError, UserError, run_cli  # noqa: E402
 from alignshift.data.deeplesion import DEFAULT_WINDOW  # noqa: E402
@@ -64,8 +65,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--save-mask", action="store_true",
                    help="also write lesion_mask.* (box labels, the input's geometry)")
     p.add_argument("--batch-size", type=int, default=4, help="key slices per detector call")
-    p.add_argument("--cfg-options", nargs="+", default=None, metavar="KEY=VALUE",
-                   help="override config settings (mmengine DictAction syntax)")
+    p.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
+                   help="override config settings, e.g. test_dataloader.dataset.window=[-160,240]")
     p.add_argument("--force", action="store_true", help="replace the outputs of an earlier run in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
@@ -199,16 +200,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         if not torch.cuda.is_available():
             raise UsageError("--device cuda: no CUDA device is available to torch here; use --device cpu")
-    from mmengine.config import Config, DictAction
-
     try:
         cfg = Config.fromfile(args.config)
     except Exception as err:  # a config is Python: any error in it is the user's file
         raise UserError(f"config {args.config}: cannot load it: {err}") from None
     if args.cfg_options:
-        opts = argparse.Namespace()
-        DictAction("--cfg-options", "cfg_options", nargs="+")(None, opts, args.cfg_options)
-        cfg.merge_from_dict(opts.cfg_options)
+        cfg.merge_from_dict(args.cfg_options)
     pre = preprocess_from_config(cfg)
 
     t0 = time.perf_counter()

@@ -179,9 +179,9 @@ def _read_dicom_series(folder: str, series: Optional[str], resample: bool) -> Tu
                               f"{', '.join(s.uid for s in found)}")
         chosen = match[0]
     files = chosen.files
-    if len(files) < 2:
-        raise VolumeError(f"series {chosen.uid} in {folder} has a single slice ({files[0]}): a 2D image; "
-                          "expected a 3D CT series")
+    if len(files) == 1:  # a multi-frame file holds the whole volume; a single slice is 2D
+        img = _read_file(files[0])
+        return img, dict(series_uid=chosen.uid, notes=[], rescale=None)
 
     # Place every slice by its own header: position along the normal of the first slice's plane.
     headers = []
@@ -194,11 +194,13 @@ def _read_dicom_series(folder: str, series: Optional[str], resample: bool) -> Tu
             raise VolumeError(f"{path}: cannot read the DICOM header: {_first_line(err)}") from None
         ipp = _floats_tag(r, _TAG_IPP, 3, path, "ImagePositionPatient")
         iop = _floats_tag(r, _TAG_IOP, 6, path, "ImageOrientationPatient")
-        headers.append((path, ipp, iop, r.GetSize()[:2]))
+        rescale = tuple(r.GetMetaData(tag).strip() if r.HasMetaDataKey(tag) else default
+                        for tag, default in ((_TAG_SLOPE, "1"), (_TAG_INTERCEPT, "0")))
+        headers.append((path, ipp, iop, r.GetSize()[:2], rescale))
     iop0 = headers[0][2]
     row_dir, col_dir = iop0[:3], iop0[3:]
     normal = np.cross(row_dir, col_dir)
-    for path, _, iop, size in headers:
+    for path, _, iop, size, _ in headers:
         if np.abs(iop - iop0).max() > 1e-3:
             raise VolumeError(f"{path}: ImageOrientationPatient {list(iop)} differs from the series' "
                               f"{list(iop0)}; the slices are not one stack")
@@ -224,8 +226,8 @@ def _read_dicom_series(folder: str, series: Optional[str], resample: bool) -> Tu
     interval = float(np.median(gaps))
     uniform = np.abs(gaps - interval).max() <= max(UNIFORM_TOL_MM, UNIFORM_TOL_REL * interval)
 
-    slices, slopes = [], set()
-    for path, _, _, _ in headers:
+    slices, slopes = [], {h[4] for h in headers}
+    for path, *_ in headers:
         try:
             im = sitk.ReadImage(path)
         except RuntimeError as err:
@@ -235,11 +237,6 @@ def _read_dicom_series(folder: str, series: Optional[str], resample: bool) -> Tu
                               "grey CT values")
         slices.append(sitk.GetArrayViewFromImage(im).reshape(im.GetSize()[1], im.GetSize()[0])
                       .astype(np.float32))
-        r = sitk.ImageFileReader()
-        r.SetFileName(path)
-        r.ReadImageInformation()
-        slopes.add((r.GetMetaData(_TAG_SLOPE).strip() if r.HasMetaDataKey(_TAG_SLOPE) else "1",
-                    r.GetMetaData(_TAG_INTERCEPT).strip() if r.HasMetaDataKey(_TAG_INTERCEPT) else "0"))
         pixel_spacing = im.GetSpacing()[:2]
     arr = np.stack(slices)  # (S, R, C), sorted along the normal
     notes = []
