@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -54,14 +55,24 @@ def volume(tmp_path):
     return path, img
 
 
-def test_tool_end_to_end(checkpoint, volume, tmp_path, capsys):
+def test_tool_end_to_end(checkpoint, volume, tmp_path, capsys, monkeypatch):
     path, img = volume
-    out = tmp_path / "out"
+    # the command line of docs/inference.md, verbatim, with an untrained stand-in checkpoint
+    monkeypatch.chdir(tmp_path)
+    os.symlink(os.path.join(ROOT, "configs"), "configs")
+    os.makedirs("work_dirs/demo")
+    shutil.copy(checkpoint, "work_dirs/demo/epoch_10.pth")
+    documented = ("scan.nii.gz configs/demo/alignshift_3slice_synthetic.py work_dirs/demo/epoch_10.pth "
+                  "--out work_dirs/infer/scan --save-mask")
+    assert cli(documented.split()) == 0
+    log = capsys.readouterr().out
+    assert "6 slices of 48 x 40, slice interval 5.000 mm" in log and "input orientation RAS" in log
+    out = tmp_path / "work_dirs" / "infer" / "scan"
+    assert {"detections.json", "lesions.csv", "overlays", "lesion_mask.nii.gz"} <= set(os.listdir(out))
+    # again into the same folder (the tool's own: allowed), on a slice range, every detection kept
     args = [str(path), os.path.join(ROOT, CONFIG), checkpoint, "--out", str(out), "--slices", "1:5",
             "--score-thr", "0", "--save-mask", "--batch-size", "3", "--no-progress"]
     assert cli(args) == 0
-    log = capsys.readouterr().out
-    assert "6 slices of 48 x 40, slice interval 5.000 mm" in log and "input orientation RAS" in log
     doc = json.loads((out / "detections.json").read_text())
     assert doc["format"] == "alignshift-volume-detections/1"
     assert doc["preprocess"] == {"num_slices": 3, "norm_interval": 2.0, "interpolate": False,
@@ -78,8 +89,7 @@ def test_tool_end_to_end(checkpoint, volume, tmp_path, capsys):
     assert np.allclose(mask.GetOrigin(), img.GetOrigin(), atol=1e-4)
     assert np.allclose(mask.GetDirection(), img.GetDirection(), atol=1e-6)
     assert np.allclose(mask.GetSpacing(), img.GetSpacing(), atol=1e-6)
-    # a second run into the same folder replaces its own outputs; a foreign folder is refused
-    assert cli(args) == 0
+    # a folder holding anything else is refused
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "notes.txt").write_text("mine")
     assert cli([*args[:3], "--out", str(tmp_path / "foreign")]) == 1
