@@ -51,20 +51,23 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("volume", help="a volume file (.nii, .nii.gz, .nrrd, .mha, ...) or a DICOM series folder")
     p.add_argument("config", nargs="?", help="the detector's config file")
     p.add_argument("checkpoint", nargs="?", help="the detector's checkpoint (.pth)")
-    p.add_argument("--out", help="output folder (default: work_dirs/infer/<volume name>)")
+    p.add_argument("--out", metavar="DIR",
+                   help="output folder; when not given, work_dirs/infer/<volume name>")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the detector runs")
-    p.add_argument("--slices", help="key slices a:b to run (0-based, b excluded, working-frame order); "
-                                    "neighbours still come from the whole volume")
+    p.add_argument("--slices", metavar="A:B",
+                   help="key slices a:b to run (0-based, b excluded, working-frame order); "
+                        "neighbours still come from the whole volume")
     p.add_argument("--score-thr", type=float, default=0.5, help="detections kept in lesions, mask, overlays")
     p.add_argument("--link-iou", type=float, default=0.3,
                    help="in-plane IoU that links boxes of adjacent slices into one lesion")
-    p.add_argument("--series", help="SeriesInstanceUID, when the folder holds several DICOM series")
+    p.add_argument("--series", metavar="UID",
+                   help="SeriesInstanceUID, when the folder holds several DICOM series")
     p.add_argument("--list-series", action="store_true", help="list the DICOM series in VOLUME and exit")
     p.add_argument("--resample", action="store_true",
                    help="interpolate a DICOM series with uneven slice spacing onto a uniform grid")
     p.add_argument("--save-mask", action="store_true",
                    help="also write lesion_mask.* (box labels, the input's geometry)")
-    p.add_argument("--batch-size", type=int, default=4, help="key slices per detector call")
+    p.add_argument("--batch-size", type=int, default=4, metavar="N", help="key slices per detector call")
     p.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
                    help="override config settings, e.g. test_dataloader.dataset.window=[-160,240]")
     p.add_argument("--force", action="store_true", help="replace the outputs of an earlier run in --out")

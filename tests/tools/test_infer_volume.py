@@ -117,3 +117,26 @@ def test_tool_errors_are_one_line(checkpoint, volume, tmp_path, capsys):
         err = capsys.readouterr().err
         assert msg in err and err.startswith("infer_volume.py: error:") and err.count("\n") == 1, err
     assert not (tmp_path / "o" / "detections.json").exists()
+
+
+def test_list_series_and_choice(tmp_path, capsys):
+    folder = tmp_path / "dicom"
+    folder.mkdir()
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for uid, n in (("1.2.826.0.1.1", 3), ("1.2.826.0.1.2", 2)):
+        for k in range(n):
+            s = sitk.GetImageFromArray(np.zeros((1, 8, 8), np.int16))
+            for tag, val in (("0020|000e", uid), ("0020|0032", f"0\\0\\{2.0 * k}"),
+                             ("0020|0037", "1\\0\\0\\0\\1\\0"), ("0008|0018", f"{uid}.{k + 1}"),
+                             ("0008|103e", f"series {n}")):
+                s.SetMetaData(tag, val)
+            writer.SetFileName(str(folder / f"{uid}_{k}.dcm"))
+            writer.Execute(s)
+    assert cli([str(folder), "--list-series"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert sorted(lines) == ["1.2.826.0.1.1\t3 files\tseries 3", "1.2.826.0.1.2\t2 files\tseries 2"]
+    assert cli([str(folder), os.path.join(ROOT, CONFIG), str(tmp_path / "x.pth")]) == 1  # no checkpoint
+    assert cli([str(folder), os.path.join(ROOT, CONFIG), __file__, "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "holds 2 DICOM series; choose one with --series UID: 1.2.826.0.1.1 (3 files, series 3)" in err
