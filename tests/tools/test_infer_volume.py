@@ -140,3 +140,29 @@ def test_list_series_and_choice(tmp_path, capsys):
     assert cli([str(folder), os.path.join(ROOT, CONFIG), __file__, "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
     assert "holds 2 DICOM series; choose one with --series UID: 1.2.826.0.1.1 (3 files, series 3)" in err
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("deeplesion/fasterrcnn_densenet_alignshift_3slice.py", (3, 2.0, False, (512, 512))),
+    ("deeplesion/fasterrcnn_densenet_alignshift_7slice.py", (7, 2.0, False, (512, 512))),
+    ("deeplesion/fasterrcnn_densenet_2.5d_3slice.py", (3, 2.0, True, (512, 512))),
+    ("demo/alignshift_3slice_synthetic.py", (3, 2.0, False, (128, 128))),
+])
+def test_preprocess_read_from_configs(name, expected):
+    from mmengine.config import Config
+
+    from tools.infer_volume import preprocess_from_config
+
+    pre = preprocess_from_config(Config.fromfile(os.path.join(ROOT, "configs", name)))
+    assert (pre.num_slices, pre.norm_interval, pre.interpolate, pre.img_scale) == expected
+    assert pre.window == (-1024.0, 2050.0)
+
+
+def test_cuda_requested_without_cuda(checkpoint, volume, tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    path, _ = volume
+    assert cli([str(path), os.path.join(ROOT, CONFIG), checkpoint, "--device", "cuda"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
