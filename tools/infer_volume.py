@@ -16,6 +16,7 @@ input's geometry) to --out. See docs/inference.md for the formats and the geomet
 from __future__ import annotations
 
 import argparse
+import os
 import os.path as osp
 import sys
 import time
@@ -221,7 +222,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             name = name[: -len(ext)]
             break
     out = args.out or osp.join("work_dirs", "infer", name)
-    claim_output_dir(out, TOOL, force=args.force)
+    earlier = claim_output_dir(out, TOOL, force=args.force)
 
     s, r, c = volume.hu.shape
     print(f"{volume.source}: {s} slices of {r} x {c}, slice interval {volume.slice_interval:.3f} mm, "
@@ -249,6 +250,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         mask = mask_filename(args.volume)
         write_mask(osp.join(out, mask), volume, result)
         entries.append(mask)
+    for name in earlier:  # an earlier run's mask must not pass for this run's
+        if name.startswith("lesion_mask") and name not in entries and osp.isfile(osp.join(out, name)):
+            os.unlink(osp.join(out, name))
     record_outputs(out, TOOL, entries)
     print(f"{len(keys)} slices in {t_det:.1f} s ({t_det / max(len(keys), 1):.2f} s per slice, "
           f"{args.device}); {len(result.lesions)} lesion candidates with score >= {args.score_thr}")

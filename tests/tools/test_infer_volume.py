@@ -89,6 +89,9 @@ def test_tool_end_to_end(checkpoint, volume, tmp_path, capsys, monkeypatch):
     assert np.allclose(mask.GetOrigin(), img.GetOrigin(), atol=1e-4)
     assert np.allclose(mask.GetDirection(), img.GetDirection(), atol=1e-6)
     assert np.allclose(mask.GetSpacing(), img.GetSpacing(), atol=1e-6)
+    # without --save-mask, the earlier run's mask goes: it would not match this run's lesions
+    assert cli([a for a in args if a != "--save-mask"] + ["--slices", "1:2"]) == 0
+    assert not (out / "lesion_mask.nii.gz").exists() and (out / "detections.json").exists()
     # a folder holding anything else is refused
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "notes.txt").write_text("mine")
