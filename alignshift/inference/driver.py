@@ -1,0 +1,170 @@
+"""Run any 2D detector over every slice of a volume, the slice as key and its neighbours as context.
+
+The detector is a plain callable (see :data:`Detector`); the driver prepares its input exactly as the
+DeepLesion pipeline does for training (``LoadDeepLesionSlices`` then mmdet's keep-ratio ``Resize``):
+
+1. the key slice and its neighbours, sampled as :func:`alignshift.data.deeplesion.load_multislice`
+   samples them (the same neighbour plan: native neighbours or ``norm_interval`` mm apart, linear
+   interpolation between the two nearest slices, the edge slice repeated past the volume's ends);
+2. :func:`alignshift.data.window` on the mixed HU (clip, then scale to [0, 255]);
+3. a keep-ratio bilinear resize to fit ``img_scale`` (mmcv's ``imrescale`` rule).
+
+Boxes come back in the resized image and are divided by the scale factor, as mmdet's
+``rescale=True`` does, giving working-frame pixel coordinates of the slice (0-based; the DeepLesion
+box convention, where a coordinate is a pixel index).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from ..data.deeplesion import DEFAULT_WINDOW, _neighbour_plan, window
+
+__all__ = ["Detector", "PreprocessConfig", "neighbour_mix", "resize_keep_ratio", "prepare_slice",
+           "run_detector"]
+
+Detector = Callable[[np.ndarray, np.ndarray], Sequence[np.ndarray]]
+"""``detector(images: (B, D, H, W) float32 in [0, 255], thickness: (B,) mm) -> B arrays (N, 5)``
+of ``x1, y1, x2, y2, score`` in the coordinates of ``images``. Normalisation (mean / std) is the
+detector's business: an mmdet model does it in its data preprocessor."""
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How slices become detector input; the values a config's dataset and test pipeline carry.
+
+    Attributes:
+        num_slices: odd number of slices per sample (key in the middle).
+        norm_interval: mm between neighbour channels when resampling.
+        interpolate: False keeps the native neighbours of series at least ``norm_interval`` thick
+            (the AlignShift configs); True always resamples ``norm_interval`` apart.
+        window: HU clipped to ``(low, high)`` and scaled to [0, 255].
+        img_scale: ``(long, short)`` bound of mmdet's keep-ratio Resize, or None for no resize.
+    """
+
+    num_slices: int = 3
+    norm_interval: float = 2.0
+    interpolate: bool = False
+    window: Tuple[float, float] = DEFAULT_WINDOW
+    img_scale: Optional[Tuple[int, int]] = (512, 512)
+
+    def __post_init__(self) -> None:
+        if self.num_slices < 1 or self.num_slices % 2 == 0:
+            raise ValueError(f"num_slices must be odd and >= 1, got {self.num_slices}")
+        if not self.norm_interval > 0:
+            raise ValueError(f"norm_interval must be > 0 mm, got {self.norm_interval}")
+
+
+def neighbour_mix(key: int, num_volume_slices: int, slice_interval: float, cfg: PreprocessConfig
+                  ) -> List[List[Tuple[int, float]]]:
+    """For each output channel, the ``(slice index, weight)`` pairs that make it.
+
+    The offsets are :func:`alignshift.data.deeplesion.load_multislice`'s; an index past the volume's
+    ends falls back to the edge slice, as a missing neighbour PNG falls back to the nearest one
+    towards the key slice.
+    """
+    offsets = _neighbour_plan(cfg.num_slices, slice_interval, cfg.norm_interval, cfg.interpolate)
+    last = num_volume_slices - 1
+    chans = []
+    for off in offsets:
+        lo = math.floor(off + 1e-9)
+        frac = off - lo
+        if frac < 1e-6:
+            parts = [(key + lo, 1.0)]
+        elif frac > 1 - 1e-6:
+            parts = [(key + lo + 1, 1.0)]
+        else:
+            parts = [(key + lo, 1.0 - frac), (key + lo + 1, frac)]
+        chans.append([(min(max(i, 0), last), w) for i, w in parts])
+    return chans
+
+
+def resize_keep_ratio(img: np.ndarray, scale: Tuple[int, int]) -> Tuple[np.ndarray, float]:
+    """Bilinear keep-ratio resize to fit ``scale`` (mmcv ``imrescale``): img ``(H, W, D)``.
+
+    Returns the resized image and the factor (new size = ``int(old * factor + 0.5)``).
+    """
+    h, w = img.shape[:2]
+    long_edge, short_edge = max(scale), min(scale)
+    factor = min(long_edge / max(h, w), short_edge / min(h, w))
+    new_w, new_h = int(w * factor + 0.5), int(h * factor + 0.5)
+    if (new_w, new_h) == (w, h):
+        return img, 1.0
+    out = cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    if out.ndim == 2:
+        out = out[..., None]
+    return out, factor
+
+
+def prepare_slice(hu: np.ndarray, key: int, slice_interval: float, cfg: PreprocessConfig
+                  ) -> Tuple[np.ndarray, Tuple[float, float]]:
+    """Detector input for one key slice of ``hu: (S, R, C)``: ``(D, H', W')`` float32 in [0, 255].
+
+    Returns the image and the ``(x, y)`` scale factors from the volume's pixels to it.
+    """
+    mixed = np.zeros((*hu.shape[1:], cfg.num_slices), np.float32)  # (R, C, D), as the pipeline stacks
+    for c, parts in enumerate(neighbour_mix(key, hu.shape[0], slice_interval, cfg)):
+        for i, w in parts:
+            if w == 1.0:
+                mixed[..., c] = hu[i]
+            else:
+                mixed[..., c] += w * hu[i]
+    img = window(mixed, cfg.window)
+    sx = sy = 1.0
+    if cfg.img_scale is not None:
+        img, _ = resize_keep_ratio(img, cfg.img_scale)
+        sy, sx = img.shape[0] / hu.shape[1], img.shape[1] / hu.shape[2]
+    return np.ascontiguousarray(img.transpose(2, 0, 1)), (sx, sy)
+
+
+def _batches(keys: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    for i in range(0, len(keys), size):
+        yield keys[i:i + size]
+
+
+def run_detector(hu: np.ndarray, slice_interval: float, detector: Detector, cfg: PreprocessConfig,
+                 slices: Optional[Sequence[int]] = None, batch_size: int = 4, progress: bool = True
+                 ) -> List[np.ndarray]:
+    """Detect on every key slice of ``hu: (S, R, C)``; boxes in the volume's pixels.
+
+    Args:
+        hu: the volume in HU (working frame).
+        slice_interval: mm between slices, handed to the detector as ``thickness``.
+        detector: see :data:`Detector`.
+        cfg: how slices are prepared.
+        slices: key slice indices to run (default all); neighbours come from the whole volume.
+        batch_size: key slices per detector call.
+        progress: show a tqdm progress bar (on stderr).
+
+    Returns:
+        one ``(N, 5)`` float32 array per entry of ``slices`` (``x1, y1, x2, y2, score``, score-sorted).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    keys = list(range(hu.shape[0])) if slices is None else [int(k) for k in slices]
+    for k in keys:
+        if not 0 <= k < hu.shape[0]:
+            raise ValueError(f"slice {k} is outside the volume's 0..{hu.shape[0] - 1}")
+    from tqdm import tqdm
+
+    out: List[np.ndarray] = []
+    with tqdm(total=len(keys), desc="slices", unit="slice", disable=not progress, leave=False) as bar:
+        for batch in _batches(keys, batch_size):
+            prepared = [prepare_slice(hu, k, slice_interval, cfg) for k in batch]
+            images = np.stack([p[0] for p in prepared])
+            thickness = np.full(len(batch), slice_interval, np.float64)
+            results = detector(images, thickness)
+            if len(results) != len(batch):
+                raise RuntimeError(f"the detector returned {len(results)} results for {len(batch)} images")
+            for (_, (sx, sy)), res in zip(prepared, results):
+                res = np.asarray(res, np.float32).reshape(-1, 5).copy()
+                res[:, [0, 2]] /= sx
+                res[:, [1, 3]] /= sy
+                out.append(res[np.argsort(-res[:, 4], kind="stable")])
+            bar.update(len(batch))
+    return out

@@ -1,0 +1,171 @@
+"""tools/infer_volume.py end to end with a real (untrained, tiny) mmdet detector, and its errors."""
+
+import csv
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from alignshift.cli import run_cli
+from alignshift.inference import CSV_COLUMNS
+
+CONFIG = "configs/demo/alignshift_3slice_synthetic.py"
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def cli(argv):
+    from tools import infer_volume
+
+    return run_cli(infer_volume.main, argv, prog="infer_volume.py")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """The demo config's detector, untrained, saved as a checkpoint."""
+    import torch
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.config import Config
+
+    import mmdet_plugins  # noqa: F401
+
+    register_all_modules(init_default_scope=True)
+    cfg = Config.fromfile(os.path.join(ROOT, CONFIG))
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
+    torch.save({"state_dict": model.state_dict(), "meta": {}}, path)
+    return str(path)
+
+
+@pytest.fixture
+def volume(tmp_path):
+    arr = np.full((6, 48, 40), -1000, np.int16)
+    arr[:, 8:40, 6:34] = 40
+    arr[2:5, 20:28, 15:23] = 120
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing((0.9, 0.9, 5.0))
+    img.SetOrigin((10.0, -20.0, 30.0))
+    img.SetDirection((-1, 0, 0, 0, -1, 0, 0, 0, 1))  # RAS-stored, as many NIfTI writers do
+    path = tmp_path / "scan.nii.gz"
+    sitk.WriteImage(img, str(path))
+    return path, img
+
+
+def test_tool_end_to_end(checkpoint, volume, tmp_path, capsys, monkeypatch):
+    path, img = volume
+    # the command line of docs/inference.md, verbatim, with an untrained stand-in checkpoint
+    monkeypatch.chdir(tmp_path)
+    os.symlink(os.path.join(ROOT, "configs"), "configs")
+    os.makedirs("work_dirs/demo")
+    shutil.copy(checkpoint, "work_dirs/demo/epoch_10.pth")
+    documented = ("scan.nii.gz configs/demo/alignshift_3slice_synthetic.py work_dirs/demo/epoch_10.pth "
+                  "--out work_dirs/infer/scan --save-mask")
+    assert cli(documented.split()) == 0
+    log = capsys.readouterr().out
+    assert "6 slices of 48 x 40, slice interval 5.000 mm" in log and "input orientation RAS" in log
+    out = tmp_path / "work_dirs" / "infer" / "scan"
+    assert {"detections.json", "lesions.csv", "overlays", "lesion_mask.nii.gz"} <= set(os.listdir(out))
+    # again into the same folder (the tool's own: allowed), on a slice range, every detection kept
+    args = [str(path), os.path.join(ROOT, CONFIG), checkpoint, "--out", str(out), "--slices", "1:5",
+            "--score-thr", "0", "--save-mask", "--batch-size", "3", "--no-progress"]
+    assert cli(args) == 0
+    doc = json.loads((out / "detections.json").read_text())
+    assert doc["format"] == "alignshift-volume-detections/1"
+    assert doc["preprocess"] == {"num_slices": 3, "norm_interval": 2.0, "interpolate": False,
+                                 "window": [-1024.0, 2050.0], "img_scale": [128, 128]}
+    assert [s["slice"] for s in doc["slices"]] == [1, 2, 3, 4]
+    boxes = np.array([d for s in doc["slices"] for d in s["detections"]]).reshape(-1, 5)
+    assert len(boxes) and boxes[:, [0, 2]].max() <= 40 and boxes[:, [1, 3]].max() <= 48  # volume pixels
+    with open(out / "lesions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == CSV_COLUMNS and len(rows) == len(doc["lesions"]) > 0
+    assert len(os.listdir(out / "overlays")) == len(rows)
+    mask = sitk.ReadImage(str(out / "lesion_mask.nii.gz"))
+    assert mask.GetSize() == img.GetSize()
+    assert np.allclose(mask.GetOrigin(), img.GetOrigin(), atol=1e-4)
+    assert np.allclose(mask.GetDirection(), img.GetDirection(), atol=1e-6)
+    assert np.allclose(mask.GetSpacing(), img.GetSpacing(), atol=1e-6)
+    # without --save-mask, the earlier run's mask goes: it would not match this run's lesions
+    assert cli([a for a in args if a != "--save-mask"] + ["--slices", "1:2"]) == 0
+    assert not (out / "lesion_mask.nii.gz").exists() and (out / "detections.json").exists()
+    # a folder holding anything else is refused
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "notes.txt").write_text("mine")
+    assert cli([*args[:3], "--out", str(tmp_path / "foreign")]) == 1
+    assert "not empty and was not written by infer_volume" in capsys.readouterr().err
+
+
+def test_tool_errors_are_one_line(checkpoint, volume, tmp_path, capsys):
+    path, _ = volume
+    bad = tmp_path / "bad.nii.gz"
+    bad.write_bytes(b"\x00not a volume" * 20)
+    (tmp_path / "empty").mkdir()
+    wrong = tmp_path / "wrong.pth"
+    import torch
+
+    torch.save({"state_dict": {"nothing": torch.zeros(1)}}, wrong)
+    cfg = os.path.join(ROOT, CONFIG)
+    cases = [([str(bad), cfg, checkpoint], 1, "cannot read it as an image"),
+             ([str(tmp_path / "empty"), cfg, checkpoint], 1, "holds no DICOM series"),
+             ([str(path), cfg, str(tmp_path / "none.pth")], 1, "does not exist"),
+             ([str(path), cfg, checkpoint, "--slices", "4:99"], 2, "expected 0 <= a < b <= 6"),
+             ([str(path), cfg, str(wrong)], 1, "does not load into the model"),
+             ([str(path), cfg, checkpoint, "--series", "1.2"], 1, "applies to a DICOM folder")]
+    for argv, code, msg in cases:
+        assert cli([*argv, "--out", str(tmp_path / "o"), "--no-progress"]) == code
+        err = capsys.readouterr().err
+        assert msg in err and err.startswith("infer_volume.py: error:") and err.count("\n") == 1, err
+    assert not (tmp_path / "o" / "detections.json").exists()
+
+
+def test_list_series_and_choice(tmp_path, capsys):
+    folder = tmp_path / "dicom"
+    folder.mkdir()
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for uid, n in (("1.2.826.0.1.1", 3), ("1.2.826.0.1.2", 2)):
+        for k in range(n):
+            s = sitk.GetImageFromArray(np.zeros((1, 8, 8), np.int16))
+            for tag, val in (("0020|000e", uid), ("0020|0032", f"0\\0\\{2.0 * k}"),
+                             ("0020|0037", "1\\0\\0\\0\\1\\0"), ("0008|0018", f"{uid}.{k + 1}"),
+                             ("0008|103e", f"series {n}")):
+                s.SetMetaData(tag, val)
+            writer.SetFileName(str(folder / f"{uid}_{k}.dcm"))
+            writer.Execute(s)
+    assert cli([str(folder), "--list-series"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert sorted(lines) == ["1.2.826.0.1.1\t3 files\tseries 3", "1.2.826.0.1.2\t2 files\tseries 2"]
+    assert cli([str(folder), os.path.join(ROOT, CONFIG), str(tmp_path / "x.pth")]) == 1  # no checkpoint
+    assert cli([str(folder), os.path.join(ROOT, CONFIG), __file__, "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "holds 2 DICOM series; choose one with --series UID: 1.2.826.0.1.1 (3 files, series 3)" in err
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("deeplesion/fasterrcnn_densenet_alignshift_3slice.py", (3, 2.0, False, (512, 512))),
+    ("deeplesion/fasterrcnn_densenet_alignshift_7slice.py", (7, 2.0, False, (512, 512))),
+    ("deeplesion/fasterrcnn_densenet_2.5d_3slice.py", (3, 2.0, True, (512, 512))),
+    ("demo/alignshift_3slice_synthetic.py", (3, 2.0, False, (128, 128))),
+])
+def test_preprocess_read_from_configs(name, expected):
+    from mmengine.config import Config
+
+    from tools.infer_volume import preprocess_from_config
+
+    pre = preprocess_from_config(Config.fromfile(os.path.join(ROOT, "configs", name)))
+    assert (pre.num_slices, pre.norm_interval, pre.interpolate, pre.img_scale) == expected
+    assert pre.window == (-1024.0, 2050.0)
+
+
+def test_cuda_requested_without_cuda(checkpoint, volume, tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    path, _ = volume
+    assert cli([str(path), os.path.join(ROOT, CONFIG), checkpoint, "--device", "cuda"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
