@@ -17,7 +17,6 @@ overlay hook, which touches nothing it did not write.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import os.path as osp
@@ -28,7 +27,7 @@ import time
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from alignshift.cli import UsageError, run_cli  # noqa: E402
+from alignshift.cli import ArgumentParser, UsageError, run_cli  # noqa: E402
 from alignshift.fsutil import atomic_path, atomic_write, ensure_writable_dir  # noqa: E402
 
 CONFIG = osp.join(ROOT, "configs/demo/alignshift_3slice_synthetic.py")
@@ -48,7 +47,7 @@ def latest_checkpoint(work_dir: str):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-root", default=None,
                     help="synthetic data folder: new, empty or an earlier demo's "
                          "(default: data/synthetic_deeplesion in the repository)")

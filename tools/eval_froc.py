@@ -7,18 +7,18 @@ PREDICTIONS is what ``tools/test.py --out`` writes (format ``alignshift-predicti
 ``alignshift/evaluation/predictions.py``). With --gt, ground truth and thickness come from an
 annotation file of ``tools/prepare_deeplesion.py`` instead (matched by file_name); its images
 without predictions count as images with no detections, and are reported. Relative paths are
-relative to the current folder.
+relative to the current folder. --out-dir must be new, empty or hold an earlier report of this tool
+(which is replaced; nothing else there is touched).
 """
 
 from __future__ import annotations
 
-import argparse
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from any folder
 
-from alignshift.cli import UsageError, UserError, run_cli  # noqa: E402
+from alignshift.cli import ArgumentParser, UsageError, UserError, run_cli  # noqa: E402
 from alignshift.evaluation import (  # noqa: E402
     format_froc_table,
     froc_breakdown,
@@ -26,11 +26,14 @@ from alignshift.evaluation import (  # noqa: E402
     read_predictions,
     save_froc_report,
 )
-from alignshift.fsutil import ensure_writable_dir  # noqa: E402
+from alignshift.fsutil import check_output_dir, claim_output_dir, record_outputs  # noqa: E402
+
+TOOL = "eval_froc"
+REPORT = ("froc_table.txt", "froc.png", "froc.json")
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("predictions", help="predictions JSON of tools/test.py --out")
     ap.add_argument("--gt", help="annotation JSON of tools/prepare_deeplesion.py")
     ap.add_argument("--iou-thr", type=float, default=0.5, help="IoU for a hit, in (0, 1]")
@@ -39,8 +42,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if not 0 < args.iou_thr <= 1:
         raise UsageError(f"--iou-thr must be in (0, 1], got {args.iou_thr}")
-    if args.out_dir:
-        ensure_writable_dir(args.out_dir, "--out-dir")
+    if args.out_dir:  # new, empty or an earlier report of this tool, checked before any work
+        check_output_dir(args.out_dir, TOOL)
     recs = read_predictions(args.predictions)
     if args.gt:
         recs, without = join_ground_truth(recs, args.gt)
@@ -58,8 +61,10 @@ def main(argv=None) -> int:
                          iou_thr=args.iou_thr)
     title = f"DeepLesion FROC (sensitivity %) - {args.predictions}"
     if args.out_dir:
+        claim_output_dir(args.out_dir, TOOL, force=True)  # replaces only an earlier report of ours
+        record_outputs(args.out_dir, TOOL, REPORT)
         print(save_froc_report(res, args.out_dir, title))
-        print(f"wrote froc_table.txt, froc.png and froc.json to {osp.abspath(args.out_dir)}")
+        print(f"wrote {', '.join(REPORT)} to {osp.abspath(args.out_dir)}")
     else:
         print(format_froc_table(res, title=title))
     return 0

@@ -11,19 +11,18 @@ exactly those entries and nothing else. A relative OUT is relative to the curren
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from any folder
 
-from alignshift.cli import UsageError, run_cli  # noqa: E402
+from alignshift.cli import ArgumentParser, UsageError, run_cli  # noqa: E402
 from alignshift.data.synthetic import SYNTHETIC_TOOL, make_synthetic_deeplesion  # noqa: E402
 from alignshift.fsutil import check_output_dir, read_marker  # noqa: E402
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="output folder: new, empty, or an earlier output")
     ap.add_argument("--num-images", type=int, default=200)
     ap.add_argument("--image-size", type=int, default=128, help=">= 64 pixels")

@@ -18,7 +18,6 @@ files it wrote).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -27,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from tqdm import tqdm  # noqa: E402
 
-from alignshift.cli import UserError, run_cli  # noqa: E402
+from alignshift.cli import ArgumentParser, UserError, run_cli  # noqa: E402
 from alignshift.data import (  # noqa: E402
     SPLITS,
     missing_neighbours,
@@ -43,7 +42,7 @@ DEFAULT_ROOT = "data/DeepLesion"
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-root", default=None,
                     help="folder with DL_info.csv and Images_png/ (default: $DEEPLESION_ROOT, "
                          f"else {DEFAULT_ROOT})")

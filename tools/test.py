@@ -16,13 +16,12 @@ built.
 
 from __future__ import annotations
 
-import argparse
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from any folder
 
-from alignshift.cli import UsageError, run_cli  # noqa: E402
+from alignshift.cli import ArgumentParser, UsageError, run_cli  # noqa: E402
 from alignshift.fsutil import check_output_dir, ensure_writable_file  # noqa: E402
 from mmdet_plugins.hooks import OVERLAY_TOOL  # noqa: E402
 from tools._cli import (  # noqa: E402
@@ -38,7 +37,7 @@ from tools._cli import (  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Test (and eval) a detector")
+    p = ArgumentParser(description="Test (and eval) a detector")
     p.add_argument("config", help="test config file path")
     p.add_argument("checkpoint", help="checkpoint file or http(s) URL (downloaded via torch.hub)")
     p.add_argument("--work-dir", help="the dir to save the evaluation metrics")

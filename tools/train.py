@@ -12,7 +12,6 @@ a local file) so that an offline machine fails at once with a hint.
 
 from __future__ import annotations
 
-import argparse
 import os.path as osp
 import re
 import sys
@@ -21,7 +20,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 
 import torch  # noqa: E402
 
-from alignshift.cli import UsageError, run_cli  # noqa: E402
+from alignshift.cli import ArgumentParser, UsageError, run_cli  # noqa: E402
 from tools._cli import (  # noqa: E402
     build_runner,
     check_data,
@@ -33,7 +32,7 @@ from tools._cli import (  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Train a detector")
+    p = ArgumentParser(description="Train a detector")
     p.add_argument("config", help="train config file path")
     p.add_argument("--work-dir", help="the dir to save logs and models")
     p.add_argument("--amp", action="store_true", default=False,
