@@ -127,35 +127,43 @@ def abspath_or_none(path: Optional[str]) -> Optional[str]:
 STRICT_KEY = "checkpoint_strict"  # --cfg-options checkpoint_strict=False loads a partial match
 
 
-def check_checkpoint_matches(runner: Runner, path: str, strict: bool = True) -> None:
-    """The checkpoint's weights fit the model: same names, same shapes.
+def build_model(cfg: Config):
+    """The config's model alone (for checks before the runner, which writes logs, is built)."""
+    from mmdet.registry import MODELS
+    from mmengine.registry import init_default_scope
+
+    init_default_scope(cfg.get("default_scope", "mmdet"))
+    return MODELS.build(cfg.model)
+
+
+def check_checkpoint_matches(model, cfg: Config, path: str, strict: bool = True) -> None:
+    """The checkpoint's weights fit ``model``: same names, same shapes.
 
     A mismatch raises a one-line :class:`UserError` naming the first differing keys, unless
-    ``strict`` is False (``--cfg-options checkpoint_strict=False``), when it is logged and the
-    matching part is loaded, as mmengine does.
+    ``strict`` is False (``--cfg-options checkpoint_strict=False``), when a warning says so and the
+    runner loads the matching part, as mmengine does.
     """
     import re
+    import sys
 
-    from mmengine.model import is_model_wrapper
     from mmengine.runner.checkpoint import _load_checkpoint
 
     from mmdet_plugins.runner import checkpoint_safe_globals
 
     try:
-        with checkpoint_safe_globals(bool(runner.cfg.get("trusted_checkpoints", False))):
+        with checkpoint_safe_globals(bool(cfg.get("trusted_checkpoints", False))):
             ckpt = _load_checkpoint(path, map_location="cpu")
     except RuntimeError as e:
         if "trusted_checkpoints" in str(e):
-            raise UserError(str(e).split("\n")[-1] + f" ({path})") from None
+            raise UserError(f"checkpoint {path}: " + str(e).split("\n")[-1]) from None
         raise UserError(f"checkpoint {path} is not a PyTorch checkpoint that can be read "
-                        f"({str(e).splitlines()[0]})") from None
+                        f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     except (OSError, EOFError, ValueError) as e:
         raise UserError(f"checkpoint {path} cannot be read: {e}") from None
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not state:
         raise UserError(f"checkpoint {path} holds no model weights (no 'state_dict')")
     state = {re.sub(r"^module\.", "", k): v for k, v in state.items()}
-    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -164,12 +172,12 @@ def check_checkpoint_matches(runner: Runner, path: str, strict: bool = True) -> 
     if not (missing or unexpected or shapes):
         return
     parts = []
-    for what, keys in (("shape mismatch (checkpoint vs model)", shapes),
+    for what, keys in (("shape mismatches (checkpoint vs model)", shapes),
                        ("missing from the checkpoint", missing), ("not in the model", unexpected)):
         if keys:
             parts.append(f"{len(keys)} {what}, e.g. {', '.join(keys[:3])}")
-    msg = f"checkpoint {path} does not fit the model of {runner.cfg.filename}: " + "; ".join(parts)
+    msg = f"checkpoint {path} does not fit the model of {cfg.filename}: " + "; ".join(parts)
     if strict:
         raise UserError(msg + f". Is it the checkpoint of this config? --cfg-options {STRICT_KEY}=False "
                         "loads the matching part anyway")
-    runner.logger.warning(msg + f" ({STRICT_KEY}=False: loading the matching part)")
+    print(f"warning: {msg} ({STRICT_KEY}=False: loading the matching part)", file=sys.stderr, flush=True)

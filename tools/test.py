@@ -26,6 +26,7 @@ from alignshift.fsutil import check_output_dir, ensure_writable_file  # noqa: E4
 from mmdet_plugins.hooks import OVERLAY_TOOL  # noqa: E402
 from tools._cli import (  # noqa: E402
     STRICT_KEY,
+    build_model,
     build_runner,
     check_checkpoint_matches,
     check_data,
@@ -71,9 +72,9 @@ def main(argv=None) -> int:
         check_output_dir(show_dir, OVERLAY_TOOL)
         vis.update(draw=True, out_dir=show_dir, score_thr=args.score_thr)
     check_data(cfg, ["test_dataloader"])
-
+    # the model alone first: a checkpoint that does not fit stops here, before the runner writes logs
+    check_checkpoint_matches(build_model(cfg), cfg, cfg.load_from, strict=bool(cfg.get(STRICT_KEY, True)))
     runner = build_runner(cfg)
-    check_checkpoint_matches(runner, cfg.load_from, strict=bool(cfg.get(STRICT_KEY, True)))
     runner.test()
     wrote = [f"FROC table, plot and JSON in {cfg.test_evaluator.get('out_dir', cfg.work_dir)}"]
     if args.out:
