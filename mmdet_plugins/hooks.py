@@ -94,8 +94,8 @@ class DeepLesionVisualizationHook(Hook):
             img = draw_overlay(read_hu(s.metainfo["img_path"]), gt, pred, self.hu_window)
             name = s.metainfo.get("file_name", osp.basename(s.metainfo["img_path"]))
             fname = name.replace("/", "_").replace("\\", "_")
-            # listed in the marker before it exists, so a killed run leaves nothing unknown there;
-            # past 100 images in batches of 50, which bounds the marker rewrites
+            # listed in the marker before the file exists (past 100 images in batches of 50, which
+            # bounds the marker rewrites), so a killed run leaves little that a rerun cannot replace
             self._pending.append(fname)
             if self._written < 100 or len(self._pending) >= 50:
                 self._flush()

@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     os.environ["DEEPLESION_ROOT"] = data_root + "/"
     t0 = time.time()
 
-    from tools import make_synthetic_deeplesion, prepare_deeplesion, test, train
+    from tools import make_synthetic_deeplesion, prepare_deeplesion
 
     step(f"1/5 synthetic DeepLesion in {data_root}")
     # never --force: a folder that is not the generator's own is refused, an own one reused
@@ -81,6 +81,7 @@ def main(argv=None) -> int:
 
     from mmengine.config import Config
 
+    from tools import test, train
     from tools._cli import build_runner
 
     epoch_opts = []

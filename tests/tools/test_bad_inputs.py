@@ -15,11 +15,11 @@ import sys
 import pytest
 
 from alignshift.cli import run_cli
-from tools import eval_froc, make_synthetic_deeplesion, prepare_deeplesion
+from tools import demo, eval_froc, make_synthetic_deeplesion, prepare_deeplesion
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOLS = {"make_synthetic_deeplesion": make_synthetic_deeplesion, "prepare_deeplesion": prepare_deeplesion,
-         "eval_froc": eval_froc}
+         "eval_froc": eval_froc, "demo": demo}
 
 GOOD = {"file_name": "a/1.png", "thickness": 5.0, "gt_boxes": [[0, 0, 10, 10]],
         "pred_boxes": [[0, 0, 10, 10, 0.9]]}
@@ -133,6 +133,12 @@ CASES = [
     ("eval_froc", ["p/good.json", "--out-dir", A], 1, r"mine is not empty and was not written by eval_froc"),
     ("eval_froc", ["p/good.json", "--out-dir", "notes.txt"], 1, r"exists and is not a folder"),
     ("eval_froc", ["p/good.json", "--iou_thr", "0.5"], 2, r"unrecognized arguments: --iou_thr"),
+    # the demo hands a user's folder to no destructive step: the generator refuses it, untouched
+    ("demo", ["--data-root", A, "--work-dir", "new"], 1, r"mine is not empty and was not written by make_synth"),
+    ("demo", ["--data-root", ".", "--work-dir", "new"], 1, r"is not empty and was not written by make_synth"),
+    ("demo", ["--data-root", "syn/annotations", "--work-dir", "new"], 1, r"output of 'prepare_deeplesion'"),
+    ("demo", ["--work-dir", "notes.txt"], 1, r"--work-dir .*notes.txt exists and is not a folder"),
+    ("demo", ["--epochs", "0"], 2, r"--epochs must be >= 1"),
 ]
 
 
@@ -142,7 +148,8 @@ def test_bad_input_is_one_line_and_touches_nothing(ws, monkeypatch, capsys, tool
     import re
 
     monkeypatch.chdir(ws)
-    monkeypatch.delenv("DEEPLESION_ROOT", raising=False)
+    monkeypatch.setenv("DEEPLESION_ROOT", "")  # restored afterwards: the demo sets it
+    monkeypatch.delenv("DEEPLESION_ROOT")
     monkeypatch.delenv("ALIGNSHIFT_DEBUG", raising=False)
     before = snapshot(ws)
     assert run_cli(TOOLS[tool].main, argv, prog=f"{tool}.py") == code
