@@ -172,7 +172,7 @@ def user_ws(tmp_path_factory, prepared_root):
 
     with zipfile.ZipFile(ws / "images.zip", "w") as z:
         z.writestr("a.txt", "not torch")
-    torch.save({"state_dict": {"backbone.body.model.features.conv0.weight": torch.zeros(3),
+    torch.save({"state_dict": {"backbone.net.body.model.features.conv0.weight": torch.zeros(3),
                                "extra.weight": torch.zeros(1)}}, ws / "other.pth")
     return ws
 
@@ -180,6 +180,18 @@ def user_ws(tmp_path_factory, prepared_root):
 def _snapshot(root):
     return {os.path.relpath(os.path.join(d, f), root): os.path.getsize(os.path.join(d, f))
             for d, _, fs in os.walk(root) for f in fs}
+
+
+def _logs_to_current_stdout(monkeypatch):
+    """mmengine's loggers keep the stdout of the test that made them (capsys closes it afterwards)."""
+    import logging
+
+    from mmengine.logging import MMLogger
+
+    for logger in MMLogger._instance_dict.values():
+        for h in logger.handlers:
+            if type(h) is logging.StreamHandler:
+                monkeypatch.setattr(h, "stream", sys.stdout)
 
 
 CFG_ABS = os.path.join(ROOT, CONFIG)
@@ -199,7 +211,7 @@ TOOL_CASES = [
      r"tools/make_synthetic_deeplesion.py"),
     ("test", [CFG_ABS, "other.pth"], 1,
      r"other.pth does not fit the model of .*: .*shape mismatches \(checkpoint vs model\), e.g. "
-     r"backbone.body.model.features.conv0.weight \(3,\) vs .* missing from the checkpoint, e.g. .* "
+     r"backbone.net.body.model.features.conv0.weight \(3,\) vs .* missing from the checkpoint, e.g. .* "
      r"1 not in the model, e.g. extra.weight.*checkpoint_strict=False"),
     ("test", [CFG_ABS, "images.zip"], 1, r"images.zip is not a PyTorch checkpoint that can be read"),
     ("test", [CFG_ABS], 2, r"the following arguments are required: checkpoint"),
@@ -231,6 +243,7 @@ def test_tool_mistakes_are_one_line_and_early(user_ws, prepared_root, monkeypatc
     monkeypatch.setenv("DEEPLESION_ROOT", str(prepared_root) + "/")
     monkeypatch.setenv("TORCH_HOME", str(user_ws.parent / "torch_home"))
     monkeypatch.delenv("ALIGNSHIFT_DEBUG", raising=False)
+    _logs_to_current_stdout(monkeypatch)
     before = _snapshot(user_ws)
     main = {"test": test_tool.main, "train": train_tool.main}[tool]
     assert run_cli(main, argv, prog=f"{tool}.py") == code
