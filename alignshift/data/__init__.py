@@ -24,5 +24,5 @@ from .synthetic import make_synthetic_deeplesion
 
 __all__ = ["DEFAULT_WINDOW", "DL_INFO_COLUMNS", "SPLITS", "THIN_MAX_MM", "DLInfoError",
            "ImageRecord", "Lesion", "annotation_xyxy", "image_relpath", "is_thin", "load_multislice",
-           "make_synthetic_deeplesion", "missing_neighbours", "multislice_plan", "parse_dl_info", "read_hu", "records_to_coco",
-           "select_split", "window"]
+           "make_synthetic_deeplesion", "missing_neighbours", "multislice_plan", "parse_dl_info",
+           "read_hu", "records_to_coco", "select_split", "window"]
