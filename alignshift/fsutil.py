@@ -8,8 +8,10 @@
 - :func:`check_output_dir` (no side effects, for the fail-fast checks) and
   :func:`claim_output_dir` decide whether a tool may write into a folder. It may when the folder is
   missing or empty, or when it carries the marker file (:data:`MARKER`) that the same tool wrote
-  there earlier. With ``force=True`` the entries that the marker lists are removed first; anything a
-  user put beside them is kept. Any other folder is refused.
+  there earlier. With ``force=True`` the entries that the marker lists (names or relative paths,
+  see :func:`record_outputs`) are removed first; anything a user put beside or inside them is kept,
+  and a listed folder holding something unlisted is refused before anything is removed. Any other
+  folder is refused.
 """
 
 from __future__ import annotations
