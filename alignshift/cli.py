@@ -8,11 +8,12 @@ line, or ``ALIGNSHIFT_DEBUG=1``, shows the traceback of a user error too.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
-from typing import Callable, Optional, Sequence
+from typing import Callable, NoReturn, Optional, Sequence
 
-__all__ = ["UsageError", "UserError", "debug_requested", "run_cli"]
+__all__ = ["ArgumentParser", "UsageError", "UserError", "debug_requested", "run_cli"]
 
 
 class UserError(Exception):
@@ -25,6 +26,17 @@ class UsageError(UserError):
     """Arguments that do not fit together. Exit code 2, as argparse uses."""
 
     exit_code = 2
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose errors are one line (``prog: error: ...``), exit code 2.
+
+    argparse prints its usage block before the error; here the error is a :class:`UsageError`
+    that :func:`run_cli` reports as one line pointing to ``--help``.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
 
 
 def debug_requested(argv: Optional[Sequence[str]] = None) -> bool:

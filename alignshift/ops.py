@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import warnings
 from contextvars import ContextVar
 from types import ModuleType
 from typing import Iterator, Optional, Sequence, Union
@@ -225,11 +226,23 @@ class _DepthShiftAdjoint(torch.autograd.Function):
         return _DepthShift.apply(gg, a, *ctx.conf), None, None, None, None
 
 
-def depth_shift(x: Tensor, alpha: Tensor, n_fold: int = 8, padding: str = "replicate") -> Tensor:
+def _warn_nothing_shifted(channels: int, n_fold: int) -> None:
+    # A warning, not an error: a converted network may hold a narrow layer, and stopping its
+    # forward pass would cost more than the missing shift. Python shows it once per call site.
+    if channels < n_fold and not torch.compiler.is_compiling():
+        warnings.warn(f"depth shift of a tensor with {channels} channels and n_fold={n_fold}: "
+                      f"fold = {channels} // {n_fold} = 0, so nothing is shifted; use n_fold <= "
+                      f"{channels} or more channels", UserWarning, stacklevel=3)
+
+
+def depth_shift(x: Tensor, alpha: Union[Tensor, SliceThickness], n_fold: int = 8,
+                padding: str = "replicate", ref_thickness: float = 2.0) -> Tensor:
     """The depth shift with given per-sample weights: what :func:`align_shift` and
     :func:`tsm_shift` compute once ``alpha`` is known.
 
-    x: (B, C, D, H, W), alpha: (B,) weight on the own slice -> (B, C, D, H, W), a new tensor.
+    x: (B, C, D, H, W), alpha: (B,) weight on the own slice, or a :class:`SliceThickness` (its
+    weights for ``ref_thickness``) -> (B, C, D, H, W), a new tensor. With fewer than ``n_fold``
+    channels nothing is shifted, and a ``UserWarning`` says so (once per call site).
     """
     if x.dim() != 5:
         raise ValueError(f"expected x of shape (B, C, D, H, W), got {tuple(x.shape)}")
@@ -237,6 +250,9 @@ def depth_shift(x: Tensor, alpha: Tensor, n_fold: int = 8, padding: str = "repli
         raise ValueError(f"padding must be one of {_PADDINGS}, got {padding!r}")
     if n_fold < 2:
         raise ValueError(f"n_fold must be >= 2 (two folds are shifted), got {n_fold}")
+    if isinstance(alpha, SliceThickness):
+        alpha = SliceThickness.of(alpha, x.shape[0]).alpha(ref_thickness, x.device, x.dtype)
+    _warn_nothing_shifted(x.shape[1], n_fold)
     fold = x.shape[1] // n_fold
     a = alpha.to(device=x.device, dtype=x.dtype).reshape(-1, 1, 1, 1, 1)
     if torch.compiler.is_compiling():  # an opaque op to the compiler (see _shift_op)
@@ -246,7 +262,7 @@ def depth_shift(x: Tensor, alpha: Tensor, n_fold: int = 8, padding: str = "repli
 
 def align_shift(
     x: Tensor,
-    thickness: Union[Tensor, float],
+    thickness: Union[Tensor, float, SliceThickness],
     ref_thickness: float = 2.0,
     n_fold: int = 8,
     padding: str = "replicate",
@@ -255,16 +271,18 @@ def align_shift(
 
     Args:
         x: (B, C, D, H, W) features.
-        thickness: (B,) or (B, 1) slice interval in mm per sample; ``inf`` means no shift.
+        thickness: (B,) or (B, 1) slice interval in mm per sample (``inf`` means no shift), or a
+            :class:`SliceThickness` built once for the batch.
         ref_thickness: the physical distance in mm that every shift spans.
         n_fold: 1 / n_fold of the channels shift forward, 1 / n_fold backward.
         padding: ``'replicate'`` (published setting) or ``'zeros'`` beyond the volume edge.
 
     Returns:
-        (B, C, D, H, W), a new tensor; ``x`` is never modified.
+        (B, C, D, H, W), a new tensor; ``x`` is never modified. With fewer than ``n_fold``
+        channels nothing is shifted, and a ``UserWarning`` says so.
     """
-    t = check_thickness(thickness, x.shape[0])
-    return depth_shift(x, shift_alpha(t, ref_thickness), n_fold, padding)
+    t = SliceThickness.of(thickness, x.shape[0])
+    return depth_shift(x, t.alpha(ref_thickness, x.device, x.dtype), n_fold, padding)
 
 
 def tsm_shift(x: Tensor, n_fold: int = 8, padding: str = "zeros") -> Tensor:
@@ -378,6 +396,7 @@ def shift_conv3d(x: Tensor, weight: Tensor, bias: Tensor | None, alpha: Tensor, 
             return shift_conv3d(x, weight, bias, alpha, n_fold, padding_mode, stride, padding,
                                 dilation, groups)
     a = alpha.to(device=x.device, dtype=x.dtype).reshape(-1, 1, 1, 1, 1)
+    _warn_nothing_shifted(x.shape[1], n_fold)
     fold, replicate = x.shape[1] // n_fold, padding_mode == "replicate"
     if torch.compiler.is_compiling():  # an opaque op to the compiler (see _shift_op)
         return torch.ops.alignshift.shift_conv3d(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import os.path as osp
 from typing import Optional, Sequence
 
@@ -12,6 +11,9 @@ from mmdet.registry import HOOKS
 from mmengine.hooks import Hook
 
 from alignshift.data import read_hu, window
+from alignshift.fsutil import atomic_path, claim_output_dir, record_outputs
+
+OVERLAY_TOOL = "DeepLesionVisualizationHook"  # owner named in an overlay folder's marker
 
 
 def draw_overlay(key_hu: np.ndarray, gt_boxes: np.ndarray, pred_boxes: np.ndarray,
@@ -39,8 +41,10 @@ class DeepLesionVisualizationHook(Hook):
     Args:
         draw: off unless asked (``tools/test.py --show-dir`` turns it on).
         score_thr: detections drawn at or above this score.
-        out_dir: folder for the PNGs (relative paths go under the work dir).
-        max_images: stop after this many (None: all).
+        out_dir: folder for the PNGs (a relative path in a config goes under the work dir;
+            ``tools/test.py --show-dir`` passes an absolute one). It must be new, empty or hold
+            overlays of an earlier run, which are replaced (the folder's marker lists them).
+        max_images: stop after this many (None: all); the log says so when it bites.
         hu_window: display window (soft tissue by default).
     """
 
@@ -50,20 +54,37 @@ class DeepLesionVisualizationHook(Hook):
                  max_images: Optional[int] = None, hu_window: Sequence[float] = (-175.0, 275.0)):
         self.draw, self.score_thr, self.out_dir = draw, score_thr, out_dir
         self.max_images, self.hu_window = max_images, tuple(hu_window)
-        self._written = 0
+        self._written, self._not_drawn, self._pending = 0, 0, []
 
     def before_test(self, runner) -> None:
-        self._written = 0
+        self._written, self._not_drawn, self._pending = 0, 0, []
         if self.draw:
             self.out_dir = osp.join(runner.work_dir, self.out_dir or "overlays")
-            os.makedirs(self.out_dir, exist_ok=True)
+            # refuses a folder of a user's; earlier overlays (listed in its marker) are replaced
+            claim_output_dir(self.out_dir, OVERLAY_TOOL, force=True)
+
+    def _flush(self) -> None:
+        if self._pending:
+            record_outputs(self.out_dir, OVERLAY_TOOL, self._pending)
+            self._pending = []
+
+    def after_test(self, runner) -> None:
+        if not self.draw:
+            return
+        self._flush()
+        msg = f"wrote {self._written} overlays to {self.out_dir}"
+        if self._not_drawn:
+            msg += (f"; capped at max_images={self.max_images}, {self._not_drawn} test images not "
+                    "drawn (default_hooks.visualization.max_images=None draws all)")
+        runner.logger.info(msg)
 
     def after_test_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if not self.draw or outputs is None:
             return
         for s in outputs:
             if self.max_images is not None and self._written >= self.max_images:
-                return
+                self._not_drawn += 1
+                continue
             sx, sy = s.metainfo.get("scale_factor", (1.0, 1.0))
             gt = s.gt_instances.bboxes
             gt = (gt.tensor if hasattr(gt, "tensor") else gt).cpu().numpy() / [sx, sy, sx, sy]
@@ -72,6 +93,12 @@ class DeepLesionVisualizationHook(Hook):
             pred = np.hstack([p.bboxes.cpu().numpy(), p.scores.cpu().numpy()[:, None]])[keep]
             img = draw_overlay(read_hu(s.metainfo["img_path"]), gt, pred, self.hu_window)
             name = s.metainfo.get("file_name", osp.basename(s.metainfo["img_path"]))
-            path = osp.join(self.out_dir, name.replace("/", "_").replace("\\", "_"))
-            cv2.imwrite(path, img)
+            fname = name.replace("/", "_").replace("\\", "_")
+            # listed in the marker before the file exists (past 100 images in batches of 50, which
+            # bounds the marker rewrites), so a killed run leaves little that a rerun cannot replace
+            self._pending.append(fname)
+            if self._written < 100 or len(self._pending) >= 50:
+                self._flush()
+            with atomic_path(osp.join(self.out_dir, fname), suffix=".png") as tmp:
+                cv2.imwrite(tmp, img)
             self._written += 1

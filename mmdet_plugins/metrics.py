@@ -1,20 +1,13 @@
 """DeepLesion FROC as an mmengine metric: thin glue over :mod:`alignshift.evaluation`.
 
-Also writes the predictions file read by ``tools/eval_froc.py`` (format
-``alignshift-predictions/1``)::
-
-    {"format": "alignshift-predictions/1",
-     "images": [{"img_id": 7, "file_name": "000001_01_01/109.png", "thickness": 5.0,
-                 "gt_boxes": [[x1, y1, x2, y2], ...],              # original pixels, 0-based
-                 "pred_boxes": [[x1, y1, x2, y2, score], ...]}]}
+Also writes the predictions file read by ``tools/eval_froc.py``; its format is defined once, in
+:mod:`alignshift.evaluation.predictions`.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import os.path as osp
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 from mmdet.registry import METRICS
@@ -24,16 +17,9 @@ from mmengine.logging import MMLogger
 from alignshift.evaluation import DEFAULT_FPS, format_froc_table, froc_breakdown, save_froc_report
 from alignshift.evaluation.paper import compare_with_paper
 from alignshift.evaluation.paper import paper_variant as published_figures
+from alignshift.evaluation.predictions import PREDICTIONS_FORMAT, write_predictions
 
-PREDICTIONS_FORMAT = "alignshift-predictions/1"
-
-
-def write_predictions(images: List[dict], path: str) -> None:
-    """Write the predictions file atomically (see the module docstring for the format)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump({"format": PREDICTIONS_FORMAT, "images": images}, f)
-    os.replace(tmp, path)
+__all__ = ["DeepLesionFROCMetric", "PREDICTIONS_FORMAT", "evaluate_predictions", "write_predictions"]
 
 
 def evaluate_predictions(images: Sequence[dict], fps: Sequence[float] = DEFAULT_FPS,
@@ -99,8 +85,12 @@ class DeepLesionFROCMetric(BaseMetric):
         if self.paper_variant:  # model zoo: paper vs measured
             MMLogger.get_current_instance().info("\n" + compare_with_paper(res, self.paper_variant, self.fps))
         if self.prediction_file:
-            os.makedirs(osp.dirname(osp.abspath(self.prediction_file)), exist_ok=True)
             write_predictions(results, self.prediction_file)
+            MMLogger.get_current_instance().info(
+                f"wrote the predictions to {osp.abspath(self.prediction_file)}")
+        if self.out_dir:
+            MMLogger.get_current_instance().info(
+                f"wrote froc_table.txt, froc.png and froc.json to {osp.abspath(self.out_dir)}")
         metrics = {}
         for subset, r in res.items():
             for f_, s in zip(self.fps, r["sens"]):

@@ -8,13 +8,15 @@
 5. evaluate it (tools/test.py) with overlays,
 6. print the All/Thin/Thick FROC table and write work_dirs/demo/froc.json and froc.png.
 
-Every step reuses what an earlier run left complete.
+Every step reuses what an earlier run left complete. Relative --data-root and --work-dir are
+relative to the current folder; their defaults lie in the repository. The demo never deletes
+anything: the synthetic data goes only into a new or empty folder, or one the generator wrote
+earlier (reused, never rewritten), and the overlays of an earlier run are replaced by the test's
+overlay hook, which touches nothing it did not write.
 """
 
 from __future__ import annotations
 
-import argparse
-import glob
 import json
 import os
 import os.path as osp
@@ -25,7 +27,10 @@ import time
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-CONFIG = "configs/demo/alignshift_3slice_synthetic.py"
+from alignshift.cli import ArgumentParser, UsageError, run_cli  # noqa: E402
+from alignshift.fsutil import atomic_path, atomic_write, ensure_writable_dir  # noqa: E402
+
+CONFIG = osp.join(ROOT, "configs/demo/alignshift_3slice_synthetic.py")
 
 
 def step(msg: str) -> None:
@@ -42,34 +47,43 @@ def latest_checkpoint(work_dir: str):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data-root", default="data/synthetic_deeplesion")
-    ap.add_argument("--work-dir", default="work_dirs/demo")
+    ap = ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-root", default=None,
+                    help="synthetic data folder: new, empty or an earlier demo's "
+                         "(default: data/synthetic_deeplesion in the repository)")
+    ap.add_argument("--work-dir", default=None,
+                    help="outputs (default: work_dirs/demo in the repository)")
     ap.add_argument("--num-images", type=int, default=200)
     ap.add_argument("--image-size", type=int, default=128)
     ap.add_argument("--epochs", type=int, default=None, help="default: the demo config's")
+    ap.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
     args = ap.parse_args(argv)
-    os.chdir(ROOT)
-    os.environ["DEEPLESION_ROOT"] = osp.abspath(args.data_root) + "/"
+    if args.epochs is not None and args.epochs < 1:
+        raise UsageError(f"--epochs must be >= 1, got {args.epochs}")
+    data_root = osp.abspath(args.data_root or osp.join(ROOT, "data", "synthetic_deeplesion"))
+    wd = osp.abspath(args.work_dir or osp.join(ROOT, "work_dirs", "demo"))
+    ensure_writable_dir(wd, "--work-dir")
+    os.environ["DEEPLESION_ROOT"] = data_root + "/"
     t0 = time.time()
 
-    from tools import make_synthetic_deeplesion, prepare_deeplesion, test, train
+    from tools import make_synthetic_deeplesion, prepare_deeplesion
 
-    step(f"1/5 synthetic DeepLesion in {args.data_root}")
-    make_synthetic_deeplesion.main(["--out", args.data_root, "--num-images", str(args.num_images),
+    step(f"1/5 synthetic DeepLesion in {data_root}")
+    # never --force: a folder that is not the generator's own is refused, an own one reused
+    make_synthetic_deeplesion.main(["--out", data_root, "--num-images", str(args.num_images),
                                     "--image-size", str(args.image_size)])
     step("2/5 annotations")
-    ann_dir = osp.join(args.data_root, "annotations")
+    ann_dir = osp.join(data_root, "annotations")
     if all(osp.exists(osp.join(ann_dir, f"deeplesion_{s}.json")) for s in ("train", "val", "test")):
         print(f"{ann_dir} exists: reusing it")
     else:
-        prepare_deeplesion.main(["--data-root", args.data_root])
+        prepare_deeplesion.main(["--data-root", data_root])
 
     from mmengine.config import Config
 
+    from tools import test, train
     from tools._cli import build_runner
 
-    wd = args.work_dir
     epoch_opts = []
     if args.epochs:
         epoch_opts = [f"train_cfg.max_epochs={args.epochs}", f"train_cfg.val_interval={args.epochs}"]
@@ -103,10 +117,10 @@ def main(argv=None) -> int:
             osp.getmtime(osp.join(trained_dir, "froc.json")) > osp.getmtime(final):
         print(f"{trained_dir}/froc.json is newer than {final}: reusing it")
     else:
-        for old in glob.glob(osp.join(wd, "overlays", "*.png")):
-            os.remove(old)
+        # the overlay hook replaces the overlays it wrote before, and nothing else
         test.main([CONFIG, final, "--work-dir", wd, "--out", osp.join(wd, "predictions.json"),
-                   "--show-dir", "overlays", "--cfg-options", f"test_evaluator.out_dir={trained_dir}"])
+                   "--show-dir", osp.join(wd, "overlays"), "--cfg-options",
+                   f"test_evaluator.out_dir={trained_dir}"])
 
     with open(osp.join(untrained_dir, "froc.json")) as f:
         untrained = json.load(f)
@@ -115,11 +129,10 @@ def main(argv=None) -> int:
     keep = ("sens", "avg")
     result = {"trained": {k: {f: v[f] for f in keep} for k, v in trained.items()},
               "untrained": {k: {f: v[f] for f in keep} for k, v in untrained.items()}}
-    tmp = osp.join(wd, "froc.json.tmp")
-    with open(tmp, "w") as f:
+    with atomic_write(osp.join(wd, "froc.json")) as f:
         json.dump(result, f, indent=1)
-    os.replace(tmp, osp.join(wd, "froc.json"))
-    shutil.copyfile(osp.join(trained_dir, "froc.png"), osp.join(wd, "froc.png"))
+    with atomic_path(osp.join(wd, "froc.png")) as tmp:
+        shutil.copyfile(osp.join(trained_dir, "froc.png"), tmp)
 
     print()
     with open(osp.join(trained_dir, "froc_table.txt")) as f:
@@ -134,4 +147,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -1,25 +1,38 @@
 #!/usr/bin/env python
 """Train a detector (mmdet's tools/train.py CLI).
 
-    python tools/train.py configs/deeplesion/fasterrcnn_densenet_alignshift_7slice.py \
+    python tools/train.py configs/deeplesion/fasterrcnn_densenet_alignshift_7slice.py \\
         [--work-dir DIR] [--resume [CHECKPOINT]] [--amp] [--cfg-options k=v ...] [--launcher pytorch]
+
+Relative paths are relative to the current folder. Before the model is built this checks the
+config, the annotation files of the splits it trains and validates on ($DEEPLESION_ROOT), that the
+work dir can be written, and fetches the ImageNet weights (``model.backbone.pretrained``, a URL or
+a local file) so that an offline machine fails at once with a hint.
 """
 
 from __future__ import annotations
 
-import argparse
 import os.path as osp
+import re
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from any folder
 
 import torch  # noqa: E402
 
-from tools._cli import build_runner, load_config, parse_with_common_args  # noqa: E402
+from alignshift.cli import ArgumentParser, UsageError, run_cli  # noqa: E402
+from tools._cli import (  # noqa: E402
+    build_runner,
+    check_data,
+    check_outputs,
+    load_config,
+    parse_with_common_args,
+    sniff_checkpoint,
+)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Train a detector")
+    p = ArgumentParser(description="Train a detector")
     p.add_argument("config", help="train config file path")
     p.add_argument("--work-dir", help="the dir to save logs and models")
     p.add_argument("--amp", action="store_true", default=False,
@@ -31,26 +44,44 @@ def parse_args(argv=None):
     return parse_with_common_args(p, argv)
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.resume not in (None, "auto"):
+        sniff_checkpoint(args.resume, "--resume checkpoint")
     cfg = load_config(args)
     if args.amp:
         if not torch.cuda.is_available():
-            sys.exit("--amp needs a CUDA GPU (mmengine's AmpOptimWrapper); none is available")
+            raise UsageError("--amp needs a CUDA GPU (mmengine's AmpOptimWrapper); none is available")
         cfg.optim_wrapper.type = "AmpOptimWrapper"
         cfg.optim_wrapper.loss_scale = "dynamic"
     if args.auto_scale_lr:
         if "auto_scale_lr" not in cfg or "base_batch_size" not in cfg.auto_scale_lr:
-            sys.exit("--auto-scale-lr needs auto_scale_lr.base_batch_size in the config")
+            raise UsageError("--auto-scale-lr needs auto_scale_lr.base_batch_size in the config")
         cfg.auto_scale_lr.enable = True
     if args.resume == "auto":
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
-        if not osp.isfile(args.resume):
-            sys.exit(f"--resume: checkpoint {args.resume} does not exist")
-        cfg.resume, cfg.load_from = True, args.resume
+        cfg.resume, cfg.load_from = True, osp.abspath(args.resume)
+    elif cfg.get("load_from"):
+        sniff_checkpoint(cfg.load_from, "load_from checkpoint")
+    check_outputs(cfg)
+    loaders = ["train_dataloader"] + (["val_dataloader"] if cfg.get("val_cfg") else [])
+    check_data(cfg, loaders)
+    pretrained = (cfg.model.get("backbone") or {}).get("pretrained")
+    if isinstance(pretrained, str):
+        if re.match(r"^[a-z]+://", pretrained):
+            from alignshift.models.densenet import imagenet_weights_file
+
+            imagenet_weights_file(pretrained)  # downloads once; offline: a one-line hint
+        elif not osp.isfile(pretrained):
+            raise UsageError(f"model.backbone.pretrained: {pretrained} does not exist")
+        else:
+            cfg.model.backbone.pretrained = osp.abspath(pretrained)
+    print(f"work dir: {cfg.work_dir} (logs, checkpoints and the validation FROC go there)", flush=True)
     build_runner(cfg).train()
+    print(f"wrote checkpoints and logs to {cfg.work_dir}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

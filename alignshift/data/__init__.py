@@ -13,6 +13,7 @@ from .deeplesion import (
     image_relpath,
     is_thin,
     load_multislice,
+    missing_neighbours,
     multislice_plan,
     parse_dl_info,
     read_hu,
@@ -24,5 +25,5 @@ from .synthetic import SyntheticSpec, make_synthetic_deeplesion
 
 __all__ = ["DEFAULT_WINDOW", "DL_INFO_COLUMNS", "HU_OFFSET", "SPLITS", "THIN_MAX_MM", "DLInfoError",
            "ImageRecord", "Lesion", "annotation_xyxy", "image_relpath", "is_thin", "load_multislice",
-           "make_synthetic_deeplesion", "multislice_plan", "parse_dl_info", "read_hu", "records_to_coco",
-           "select_split", "SyntheticSpec", "window"]
+           "make_synthetic_deeplesion", "missing_neighbours", "multislice_plan", "parse_dl_info",
+           "read_hu", "records_to_coco", "select_split", "SyntheticSpec", "window"]

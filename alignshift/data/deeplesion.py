@@ -18,11 +18,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from ..cli import UserError
+
 __all__ = [
     "DL_INFO_COLUMNS", "Lesion", "ImageRecord", "DLInfoError", "parse_dl_info", "select_split",
     "image_relpath", "read_hu", "load_multislice", "window", "is_thin", "THIN_MAX_MM",
     "DEFAULT_WINDOW", "SPLITS", "HU_OFFSET", "records_to_coco", "multislice_plan",
-    "annotation_xyxy",
+    "annotation_xyxy", "missing_neighbours", "DATA_HINT",
 ]
 
 DL_INFO_COLUMNS = (
@@ -36,9 +38,16 @@ SPLITS = {"train": 1, "val": 2, "test": 3}
 THIN_MAX_MM = 2.0
 DEFAULT_WINDOW = (-1024.0, 2050.0)  # the published loaders' single wide window
 HU_OFFSET = 32768
+# What a tool says when the data is not where a config looks for it.
+DATA_HINT = ("DeepLesion is expected in $DEEPLESION_ROOT (default data/DeepLesion/, relative to the "
+             "current folder), holding DL_info.csv, Images_png/ and annotations/. Make it with "
+             "tools/prepare_deeplesion.py --data-root DIR (DeepLesion itself; "
+             "tools/download_deeplesion.py fetches it), or try the pipeline on "
+             "tools/make_synthetic_deeplesion.py --out DIR followed by "
+             "tools/prepare_deeplesion.py --data-root DIR")
 
 
-class DLInfoError(ValueError):
+class DLInfoError(UserError, ValueError):
     """A malformed row of DL_info.csv; the message names file, row and column."""
 
 
@@ -114,14 +123,26 @@ def _int(text: str, where: str, allowed: Optional[Sequence[int]] = None) -> int:
     return val
 
 
-def parse_dl_info(csv_path: str) -> List[ImageRecord]:
+def parse_dl_info(csv_path: str, errors: Optional[List[DLInfoError]] = None) -> List[ImageRecord]:
     """Parse DL_info.csv into per-image records (lesions grouped, coordinates 0-based).
 
-    Raises :class:`DLInfoError` naming the file, the line and the column of a malformed row.
-    Rows of one image must agree on the image's geometry and split.
+    Raises :class:`DLInfoError` naming the file, the line and the column of a malformed row; with
+    an ``errors`` list, appends the error of every malformed row to it instead and leaves the row
+    out (a bad header still raises). Rows of one image must agree on the image's geometry and split.
     """
     records: Dict[str, ImageRecord] = {}
-    with open(csv_path, newline="") as f:
+    for line, row in _dl_info_rows(csv_path):
+        try:
+            _parse_row(csv_path, line, row, records)
+        except DLInfoError as e:
+            if errors is None:
+                raise
+            errors.append(e)
+    return list(records.values())
+
+
+def _dl_info_rows(csv_path: str):
+    with open(csv_path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None or tuple(h.strip() for h in header) != DL_INFO_COLUMNS:
@@ -130,63 +151,71 @@ def parse_dl_info(csv_path: str) -> List[ImageRecord]:
         for line, row in enumerate(reader, start=2):
             if not row or all(not c.strip() for c in row):
                 continue
-            if len(row) != len(DL_INFO_COLUMNS):
-                raise DLInfoError(f"{csv_path}: line {line}: expected {len(DL_INFO_COLUMNS)} "
-                                  f"columns, got {len(row)}")
-            c = dict(zip(DL_INFO_COLUMNS, (v.strip() for v in row)))
+            yield line, row
 
-            def at(col: str, _line: int = line) -> str:
-                return f"{csv_path}: line {_line}, column {col}"
 
-            name = c["File_name"]
-            if not name.endswith(".png"):
-                raise DLInfoError(f"{at('File_name')}: expected <series>_<slice>.png, got {name!r}")
-            recist = _floats(c["Measurement_coordinates"], 8, at("Measurement_coordinates")) - 1
-            box = _floats(c["Bounding_boxes"], 4, at("Bounding_boxes")) - 1
-            if box[2] < box[0] or box[3] < box[1]:
-                raise DLInfoError(f"{at('Bounding_boxes')}: expected x1 <= x2 and y1 <= y2, "
-                                  f"got {c['Bounding_boxes']!r}")
-            spacing = _floats(c["Spacing_mm_px_"], 3, at("Spacing_mm_px_"))
-            slice_range = _floats(c["Slice_range"], 2, at("Slice_range")).astype(int)
-            size = _floats(c["Image_size"], 2, at("Image_size")).astype(int)
-            win = _floats(c["DICOM_windows"], 2, at("DICOM_windows"))
-            try:
-                age = float(c["Patient_age"]) if c["Patient_age"] else math.nan
-            except ValueError:
-                raise DLInfoError(f"{at('Patient_age')}: expected a number or NaN, "
-                                  f"got {c['Patient_age']!r}") from None
-            lesion = Lesion(
-                box=box, recist=recist,
-                diameters=_floats(c["Lesion_diameters_Pixel_"], 2, at("Lesion_diameters_Pixel_")),
-                location=_floats(c["Normalized_lesion_location"], 3, at("Normalized_lesion_location")),
-                lesion_type=_int(c["Coarse_lesion_type"], at("Coarse_lesion_type"),
-                                 [-1, *range(1, 9)]),
-                noisy=bool(_int(c["Possibly_noisy"], at("Possibly_noisy"), [0, 1])),
-                row=line,
-            )
-            rec = ImageRecord(
-                file_name=image_relpath(name),
-                patient=_int(c["Patient_index"], at("Patient_index")),
-                study=_int(c["Study_index"], at("Study_index")),
-                series=_int(c["Series_ID"], at("Series_ID")),
-                key_slice=_int(c["Key_slice_index"], at("Key_slice_index")),
-                slice_range=(int(slice_range[0]), int(slice_range[1])),
-                spacing=tuple(float(v) for v in spacing),
-                image_size=(int(size[0]), int(size[1])),
-                window=(float(win[0]), float(win[1])),
-                gender=c["Patient_gender"], age=age,
-                split=_int(c["Train_Val_Test"], at("Train_Val_Test"), [1, 2, 3]),
-            )
-            prev = records.get(name)
-            if prev is None:
-                records[name] = rec
-                prev = rec
-            elif (prev.split, prev.spacing, prev.key_slice, prev.slice_range) != (
-                    rec.split, rec.spacing, rec.key_slice, rec.slice_range):
-                raise DLInfoError(f"{csv_path}: line {line}: {name} disagrees with its earlier rows "
-                                  "on split, spacing, key slice or slice range")
-            prev.lesions.append(lesion)
-    return list(records.values())
+def _parse_row(csv_path: str, line: int, row: List[str], records: Dict[str, ImageRecord]) -> None:
+    """Parse one CSV row into ``records`` (a new image, or one more lesion of a known one)."""
+    if len(row) != len(DL_INFO_COLUMNS):
+        raise DLInfoError(f"{csv_path}: line {line}: expected {len(DL_INFO_COLUMNS)} "
+                          f"columns, got {len(row)}")
+    c = dict(zip(DL_INFO_COLUMNS, (v.strip() for v in row)))
+
+    def at(col: str, _line: int = line) -> str:
+        return f"{csv_path}: line {_line}, column {col}"
+
+    name = c["File_name"]
+    stem, sep, last = name.rpartition("_")
+    if not name.endswith(".png") or not sep or not stem or not last[:-4].isdigit():
+        raise DLInfoError(f"{at('File_name')}: expected <series>_<slice>.png, got {name!r}")
+    recist = _floats(c["Measurement_coordinates"], 8, at("Measurement_coordinates")) - 1
+    box = _floats(c["Bounding_boxes"], 4, at("Bounding_boxes")) - 1
+    if box[2] < box[0] or box[3] < box[1]:
+        raise DLInfoError(f"{at('Bounding_boxes')}: expected x1 <= x2 and y1 <= y2, "
+                          f"got {c['Bounding_boxes']!r}")
+    spacing = _floats(c["Spacing_mm_px_"], 3, at("Spacing_mm_px_"))
+    if not (np.isfinite(spacing).all() and (spacing > 0).all()):
+        raise DLInfoError(f"{at('Spacing_mm_px_')}: expected 3 numbers > 0 (mm), got "
+                          f"{c['Spacing_mm_px_']!r}")
+    slice_range = _floats(c["Slice_range"], 2, at("Slice_range")).astype(int)
+    size = _floats(c["Image_size"], 2, at("Image_size")).astype(int)
+    win = _floats(c["DICOM_windows"], 2, at("DICOM_windows"))
+    try:
+        age = float(c["Patient_age"]) if c["Patient_age"] else math.nan
+    except ValueError:
+        raise DLInfoError(f"{at('Patient_age')}: expected a number or NaN, "
+                          f"got {c['Patient_age']!r}") from None
+    lesion = Lesion(
+        box=box, recist=recist,
+        diameters=_floats(c["Lesion_diameters_Pixel_"], 2, at("Lesion_diameters_Pixel_")),
+        location=_floats(c["Normalized_lesion_location"], 3, at("Normalized_lesion_location")),
+        lesion_type=_int(c["Coarse_lesion_type"], at("Coarse_lesion_type"),
+                         [-1, *range(1, 9)]),
+        noisy=bool(_int(c["Possibly_noisy"], at("Possibly_noisy"), [0, 1])),
+        row=line,
+    )
+    rec = ImageRecord(
+        file_name=image_relpath(name),
+        patient=_int(c["Patient_index"], at("Patient_index")),
+        study=_int(c["Study_index"], at("Study_index")),
+        series=_int(c["Series_ID"], at("Series_ID")),
+        key_slice=_int(c["Key_slice_index"], at("Key_slice_index")),
+        slice_range=(int(slice_range[0]), int(slice_range[1])),
+        spacing=tuple(float(v) for v in spacing),
+        image_size=(int(size[0]), int(size[1])),
+        window=(float(win[0]), float(win[1])),
+        gender=c["Patient_gender"], age=age,
+        split=_int(c["Train_Val_Test"], at("Train_Val_Test"), [1, 2, 3]),
+    )
+    prev = records.get(name)
+    if prev is None:
+        records[name] = rec
+        prev = rec
+    elif (prev.split, prev.spacing, prev.key_slice, prev.slice_range) != (
+            rec.split, rec.spacing, rec.key_slice, rec.slice_range):
+        raise DLInfoError(f"{csv_path}: line {line}: {name} disagrees with its earlier rows "
+                          "on split, spacing, key slice or slice range")
+    prev.lesions.append(lesion)
 
 
 def select_split(records: Sequence[ImageRecord], split: str, include_noisy: bool = False
@@ -294,6 +323,30 @@ def multislice_plan(image_dir: str, file_name: str, slice_interval: float, num_s
     for k, c, w in entries:
         mix[k, c] += w
     return [path(i) for i in index], mix
+
+
+def missing_neighbours(image_dir: str, file_name: str, slice_interval: float, num_slices: int = 7,
+                       norm_interval: float = 2.0, interpolate: bool = True) -> List[int]:
+    """Neighbour slices that :func:`load_multislice` would read for this image but that are missing.
+
+    The loader replaces each by the nearest existing slice on the same side of the key slice;
+    ``tools/prepare_deeplesion.py`` counts these fall-backs. Returns the missing slice numbers.
+    """
+    series, _, key_name = file_name.replace("\\", "/").rpartition("/")
+    stem = os.path.splitext(key_name)[0]
+    if not stem.isdigit() or not slice_interval > 0:
+        return []
+    key, width = int(stem), len(stem)
+    wanted = set()
+    for off in _neighbour_plan(num_slices, slice_interval, norm_interval, interpolate):
+        lo = math.floor(off + 1e-9)
+        frac = off - lo
+        wanted.add(key + lo if frac < 1 - 1e-6 else key + lo + 1)
+        if 1e-6 <= frac <= 1 - 1e-6:
+            wanted.add(key + lo + 1)
+    folder = os.path.join(image_dir, series)
+    return sorted(i for i in wanted - {key}
+                  if not os.path.exists(os.path.join(folder, f"{i:0{width}d}.png")))
 
 
 def load_multislice(image_dir: str, file_name: str, slice_interval: float, num_slices: int,

@@ -20,9 +20,10 @@ from typing import List, Tuple
 import cv2
 import numpy as np
 
+from ..fsutil import atomic_write
 from .deeplesion import DL_INFO_COLUMNS, HU_OFFSET
 
-__all__ = ["make_synthetic_deeplesion", "SyntheticSpec"]
+__all__ = ["make_synthetic_deeplesion", "SyntheticSpec", "SYNTHETIC_TOOL"]
 
 THIN_CHOICES = (0.625, 1.0, 1.25, 2.0)
 THICK = 5.0
@@ -190,39 +191,71 @@ def _split_of(seed: int, patient: int) -> int:
     return 1 if u < 0.6 else (2 if u < 0.75 else 3)
 
 
+SYNTHETIC_TOOL = "make_synthetic_deeplesion"
+_OUTPUTS = ("DL_info.csv", "Images_png")
+
+
 def make_synthetic_deeplesion(out_dir: str, num_images: int = 200, image_size: int = 128,
-                              seed: int = 0, progress: bool = True) -> str:
+                              seed: int = 0, progress: bool = True, force: bool = False) -> str:
     """Write ``out_dir/DL_info.csv`` and ``out_dir/Images_png/`` and return the CSV path.
 
-    The dataset is written into a temporary folder and renamed into place when complete.
+    ``out_dir`` must be missing, empty, or an earlier output of this generator (it carries the
+    marker :data:`alignshift.fsutil.MARKER`); anything else raises :class:`alignshift.cli.UserError`
+    and nothing is touched. An earlier output is replaced only with ``force=True``, and then only
+    the entries its marker lists; files a user put beside them stay. The images are written into a
+    temporary folder and renamed into place, and ``DL_info.csv`` comes last, so a folder with a
+    ``DL_info.csv`` is complete.
     """
+    from ..cli import UserError
+    from ..fsutil import claim_output_dir, read_marker, record_outputs
+
     if image_size < 64:
         raise ValueError(f"image_size must be >= 64, got {image_size}")
     if num_images < 1:
         raise ValueError(f"num_images must be >= 1, got {num_images}")
     spec = SyntheticSpec(num_images, image_size, seed)
     out_dir = os.path.abspath(out_dir)
-    tmp = out_dir.rstrip("/") + ".partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(os.path.join(tmp, "Images_png"))
-    rows = []
+    marker = read_marker(out_dir) if os.path.isdir(out_dir) else None
+    if not force and marker is not None and marker.get("tool") == SYNTHETIC_TOOL and any(
+            os.path.lexists(os.path.join(out_dir, n)) for n in _OUTPUTS):
+        raise UserError(f"{out_dir} already holds a synthetic DeepLesion; pass --force (force=True) "
+                        "to replace it")
+    if marker is not None and marker.get("tool") == SYNTHETIC_TOOL:
+        for name in marker.get("entries", []):  # leftovers of a killed run: our temporary folder
+            p = os.path.join(out_dir, str(name))
+            if str(name) == ".Images_png.partial" and os.path.isdir(p) and not os.path.islink(p):
+                shutil.rmtree(p)
+    # refuses a folder that holds anything but our own output; with force, removes only that
+    claim_output_dir(out_dir, SYNTHETIC_TOOL, force=force)
+    images = os.path.join(out_dir, "Images_png")
+    if os.path.lexists(images):  # what force could not remove: something of a user's is inside
+        left = next((os.path.join(d, f) for d, _, fs in os.walk(images) for f in fs), images)
+        raise UserError(f"{images} holds files this generator did not write (e.g. {left}); "
+                        "move them away or choose another folder")
+    tmp_name = ".Images_png.partial"
+    tmp = os.path.join(out_dir, tmp_name)
+    record_outputs(out_dir, SYNTHETIC_TOOL, [*_OUTPUTS, tmp_name])  # before writing: a kill leaves it known
+    os.makedirs(tmp)
+    rows, written = [], []
     it = range(num_images)
     if progress:
         from tqdm import tqdm
         it = tqdm(it, desc="synthetic DeepLesion", unit="image")
     for i in it:
         name, slices, r = _series(spec, i)
-        folder = os.path.join(tmp, "Images_png", name)
+        folder = os.path.join(tmp, name)
         os.makedirs(folder)
         for k, im in slices:
             png = np.clip(np.round(im) + HU_OFFSET, 0, 65535).astype(np.uint16)
             cv2.imwrite(os.path.join(folder, f"{k:03d}.png"), png)
+            written.append(f"Images_png/{name}/{k:03d}.png")
         rows.extend(r)
-    with open(os.path.join(tmp, "DL_info.csv"), "w", newline="") as f:
+    # every file listed, so that force later removes exactly these and keeps a user's additions
+    record_outputs(out_dir, SYNTHETIC_TOOL, written)
+    os.replace(tmp, images)
+    csv_path = os.path.join(out_dir, "DL_info.csv")
+    with atomic_write(csv_path, newline="") as f:
         w = csv.writer(f)
         w.writerow(DL_INFO_COLUMNS)
         w.writerows(rows)
-    if os.path.exists(out_dir):
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
-    return os.path.join(out_dir, "DL_info.csv")
+    return csv_path

@@ -83,6 +83,8 @@ def froc(pred_boxes: Sequence[np.ndarray], gt_boxes: Sequence[np.ndarray], iou_t
     """
     if len(pred_boxes) != len(gt_boxes):
         raise ValueError(f"{len(pred_boxes)} prediction lists for {len(gt_boxes)} images")
+    if not 0 < iou_thr <= 1:  # also catches NaN
+        raise ValueError(f"iou_thr must be in (0, 1], got {iou_thr}")
     n_img = len(gt_boxes)
     dets, n_det = _stack(pred_boxes, 5, "pred_boxes")
     gts, n_gt = _stack(gt_boxes, 4, "gt_boxes")

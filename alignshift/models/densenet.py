@@ -10,20 +10,24 @@ checkpoints load directly (:func:`load_imagenet_weights`).
 
 from __future__ import annotations
 
+import os
 import re
+import urllib.error
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence
+from urllib.parse import urlparse
 
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from torch import Tensor, nn
 
+from ..cli import UserError
 from ..converter import CONV_TYPES, adapt_in_channels, convert
 
 __all__ = [
     "TruncatedDenseNet2d", "DenseNetBackbone25D", "DenseNetBackbone3D",
-    "load_imagenet_weights", "DENSENET121_URL",
+    "load_imagenet_weights", "imagenet_weights_file", "DENSENET121_URL",
 ]
 
 DENSENET121_URL = "https://download.pytorch.org/models/densenet121-a639ec97.pth"
@@ -119,6 +123,31 @@ def _torchvision_key(k: str) -> str:
                   r"|running_var))$", lambda m: m.group(1) + m.group(2), k)
 
 
+def imagenet_weights_file(url: str = DENSENET121_URL, model_dir: Optional[str] = None,
+                          progress: bool = True) -> str:
+    """The local copy of the weights at ``url``: downloaded once into the torch hub cache.
+
+    ``model_dir`` defaults to ``$TORCH_HOME/hub/checkpoints``. Raises
+    :class:`alignshift.cli.UserError` saying where to put the file by hand when the download fails
+    (offline, or behind a proxy).
+    """
+    model_dir = model_dir or os.path.join(torch.hub.get_dir(), "checkpoints")
+    cached = os.path.join(model_dir, os.path.basename(urlparse(url).path))
+    if os.path.exists(cached):
+        return cached
+    try:
+        os.makedirs(model_dir, exist_ok=True)
+        torch.hub.download_url_to_file(url, cached, progress=progress)
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", None) or e
+        raise UserError(
+            f"cannot download the ImageNet DenseNet-121 weights from {url} ({reason}). Offline or "
+            f"behind a proxy: fetch that file elsewhere and put it at {cached}, or give a local copy "
+            "with --cfg-options model.backbone.pretrained=/path/to/densenet121-a639ec97.pth "
+            "(model.backbone.pretrained=None trains from scratch)") from None
+    return cached
+
+
 def load_imagenet_weights(body: nn.Module, checkpoint: str = DENSENET121_URL,
                           model_dir: Optional[str] = None, progress: bool = True) -> List[str]:
     """Load torchvision's ImageNet DenseNet-121 weights (a path or URL) into ``body``.
@@ -130,10 +159,11 @@ def load_imagenet_weights(body: nn.Module, checkpoint: str = DENSENET121_URL,
     Returns the checkpoint keys that were not used.
     """
     if re.match(r"^[a-z]+://", checkpoint):
-        state = torch.hub.load_state_dict_from_url(checkpoint, model_dir=model_dir,
-                                                   map_location="cpu", progress=progress)
-    else:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        checkpoint = imagenet_weights_file(checkpoint, model_dir, progress)
+    if not os.path.isfile(checkpoint):
+        raise UserError(f"ImageNet weights {checkpoint} do not exist (model.backbone.pretrained); give "
+                        f"a local copy of {DENSENET121_URL} or None")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     state = state.get("state_dict", state)
     own = body.state_dict()
     new, unused = {}, []

@@ -128,3 +128,78 @@ def test_subsets_are_their_own_image_sets(tmp_path):
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="one value per image"):
         froc_breakdown(preds, gts, thickness[:-1])
+
+
+def _pred_file(tmp_path, images, fmt="alignshift-predictions/1"):
+    import json
+
+    path = tmp_path / "preds.json"
+    path.write_text(json.dumps({"format": fmt, "images": images}))
+    return str(path)
+
+
+GOOD = {"file_name": "a/1.png", "thickness": 5.0, "gt_boxes": [[0, 0, 10, 10]],
+        "pred_boxes": [[0, 0, 10, 10, 0.9], [3, 3, 3, 3, 0.1]]}  # a zero-width detection is valid
+
+
+def test_predictions_round_trip(tmp_path):
+    from alignshift.evaluation import read_predictions, write_predictions
+
+    path = write_predictions([GOOD, {**GOOD, "file_name": "a/2.png", "gt_boxes": []}],
+                             str(tmp_path / "p.json"))
+    recs = read_predictions(path)
+    assert [r.file_name for r in recs] == ["a/1.png", "a/2.png"]
+    assert recs[0].pred.shape == (2, 5) and recs[1].gt.shape == (0, 4) and recs[0].thickness == 5.0
+    assert os.listdir(tmp_path) == ["p.json"]
+
+
+@pytest.mark.parametrize("images, match", [
+    ([], "holds no images"),
+    (["a/1.png"], r"images\[0\] must be an object"),
+    ([{**GOOD, "thickness": "abc"}], r"images\[0\] \(a/1.png\): field 'thickness' must be a finite number"),
+    ([{**GOOD, "thickness": 0}], "'thickness' must be a finite number > 0"),
+    ([{k: v for k, v in GOOD.items() if k != "thickness"}], "'thickness'"),
+    ([{**GOOD, "gt_boxes": [[10, 0, 0, 10]]}], r"\(a/1.png\): gt_boxes\[0\] = .* is inverted"),
+    ([{**GOOD, "gt_boxes": [[0, 0, 10, 10], [5, 5, 5, 9]]}], r"gt_boxes\[1\] = .* is degenerate"),
+    ([{**GOOD, "pred_boxes": [[0, 0, 1, 1, 0.5], [0, 9, 1, 1, 0.5]]}], r"pred_boxes\[1\] = .* is inverted"),
+    ([{**GOOD, "pred_boxes": [[0, 0, 1, float("nan"), 0.5]]}], r"pred_boxes\[0\] holds NaN"),
+    ([{**GOOD, "pred_boxes": [[1, 2]]}], r"'pred_boxes' must be a list of \[5 numbers\]"),
+    ([{k: v for k, v in GOOD.items() if k != "pred_boxes"}], "missing field 'pred_boxes'"),
+    ([GOOD, GOOD], r"images\[1\] \(a/1.png\): names the same image as images\[0\]"),
+])
+def test_predictions_reader_rejects(tmp_path, images, match):
+    from alignshift.cli import UserError
+    from alignshift.evaluation import PredictionsError, read_predictions
+
+    with pytest.raises(PredictionsError, match=match) as err:
+        read_predictions(_pred_file(tmp_path, images))
+    assert isinstance(err.value, UserError) and isinstance(err.value, ValueError)
+
+
+def test_predictions_and_annotation_files_are_told_apart(tmp_path):
+    import json
+
+    from alignshift.evaluation import PredictionsError, join_ground_truth, read_predictions
+
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps({"images": [{"id": 1, "file_name": "a/1.png", "thickness": 1.0}],
+                               "annotations": [{"image_id": 1, "bbox": [0, 0, 10, 10]}]}))
+    with pytest.raises(PredictionsError, match="is an annotation file .* not predictions"):
+        read_predictions(str(ann))
+    preds = read_predictions(_pred_file(tmp_path, [GOOD]))
+    with pytest.raises(PredictionsError, match="is a predictions file, not an annotation file"):
+        join_ground_truth(preds, str(tmp_path / "preds.json"))
+    recs, without = join_ground_truth(preds, str(ann))
+    assert without == 0 and recs[0].thickness == 1.0 and recs[0].gt.tolist() == [[0, 0, 10, 10]]
+    ann.write_text(json.dumps({"images": [{"id": 1, "file_name": "a/1.png", "thickness": 1.0}],
+                               "annotations": [{"image_id": 1, "bbox": [0, 0, -3, 10]}]}))
+    with pytest.raises(PredictionsError, match=r"image a/1.png: boxes\[0\] .* is inverted"):
+        join_ground_truth(preds, str(ann))
+    with pytest.raises(PredictionsError, match="does not exist"):
+        read_predictions(str(tmp_path / "nope.json"))
+
+
+@pytest.mark.parametrize("thr", [0.0, -1.0, 1.5, float("nan")])
+def test_iou_threshold_outside_unit_interval(thr):
+    with pytest.raises(ValueError, match=r"iou_thr must be in \(0, 1\]"):
+        froc([np.zeros((0, 5))], [np.zeros((1, 4))], iou_thr=thr)

@@ -48,3 +48,28 @@ def test_writable_checks(tmp_path):
         fsutil.ensure_writable_dir("/proc/alignshift-test")
     assert fsutil.ensure_writable_file(str(tmp_path / "new" / "p.json")).endswith("p.json")
     assert not (tmp_path / "new").exists()
+
+
+def test_force_keeps_user_files_inside_listed_folders(tmp_path):
+    out = tmp_path / "out"
+    fsutil.claim_output_dir(str(out), "gen")
+    (out / "imgs" / "s1").mkdir(parents=True)
+    (out / "imgs" / "s1" / "1.png").write_text("x")
+    fsutil.record_outputs(str(out), "gen", ["imgs", "imgs/s1/1.png", "../escape", "/abs"])
+    assert fsutil.read_marker(str(out))["entries"] == ["imgs", "imgs/s1/1.png"]
+    (out / "imgs" / "s1" / "mine.txt").write_text("keep")
+    with pytest.raises(UserError, match="holds imgs/s1/mine.txt, which gen did not write"):
+        fsutil.claim_output_dir(str(out), "gen", force=True)
+    assert (out / "imgs" / "s1" / "1.png").exists()  # refused before anything was removed
+    (out / "imgs" / "s1" / "mine.txt").unlink()
+    fsutil.claim_output_dir(str(out), "gen", force=True)
+    assert os.listdir(out) == []
+
+
+def test_check_output_dir_changes_nothing(tmp_path):
+    target = tmp_path / "new"
+    assert fsutil.check_output_dir(str(target), "gen") == [] and not target.exists()
+    (tmp_path / "user.txt").write_text("keep")
+    with pytest.raises(UserError, match=f"{tmp_path} is not empty and was not written by gen"):
+        fsutil.check_output_dir(str(tmp_path), "gen")
+    assert (tmp_path / "user.txt").read_text() == "keep"

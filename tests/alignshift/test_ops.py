@@ -125,3 +125,31 @@ def test_prepared_thickness_gives_the_same_convolution():
     torch.testing.assert_close(conv(x, SliceThickness(t, 2)), conv(x, t))
     with pytest.raises(ValueError, match="holds 3 values for a batch of 2"):
         conv(x, SliceThickness([1.0, 2.0, 3.0], 3))
+
+
+def test_align_and_depth_shift_accept_a_slice_thickness():
+    from alignshift.ops import SliceThickness, depth_shift
+
+    x = torch.randn(2, 8, 5, 3, 3)
+    t = SliceThickness(torch.tensor([1.0, 5.0]), 2)
+    want = align_shift(x, torch.tensor([1.0, 5.0]))
+    torch.testing.assert_close(align_shift(x, t), want)
+    torch.testing.assert_close(depth_shift(x, t), want)  # weights for ref_thickness=2 mm
+    torch.testing.assert_close(depth_shift(x, t, ref_thickness=5.0),
+                               align_shift(x, [1.0, 5.0], ref_thickness=5.0))
+    with pytest.raises(ValueError, match="holds 2 values for a batch of 3"):
+        align_shift(torch.randn(3, 8, 5, 3, 3), t)
+
+
+def test_too_few_channels_to_shift_warns():
+    x = torch.randn(1, 4, 5, 3, 3)
+    with pytest.warns(UserWarning, match="4 channels and n_fold=8.*nothing is shifted"):
+        out = align_shift(x, [1.0])
+    torch.testing.assert_close(out, x)
+    with pytest.warns(UserWarning, match="nothing is shifted"):
+        tsm_shift(x)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        align_shift(torch.randn(1, 8, 5, 3, 3), [1.0])  # enough channels: silent

@@ -47,14 +47,23 @@ def test_checkpoint_round_trip_reproduces_froc(trained, prepared_root, tmp_path)
     with open(wd / "froc.json") as f:
         during_training = json.load(f)
     out = tmp_path / "preds.json"
+    (tmp_path / "overlays").mkdir()
+    (tmp_path / "overlays" / ".alignshift-output.json").write_text(
+        json.dumps({"tool": "DeepLesionVisualizationHook", "entries": ["old.png"]}))
+    (tmp_path / "overlays" / "old.png").write_text("an earlier run's overlay")
     log = run("test.py", CONFIG, str(wd / "epoch_1.pth"), "--work-dir", str(tmp_path), "--out",
-              str(out), "--show-dir", "overlays", "--cfg-options", *TINY, root=prepared_root)
+              str(out), "--show-dir", str(tmp_path / "overlays"), "--cfg-options", *TINY,
+              "default_hooks.visualization.max_images=3", root=prepared_root)
     assert "DeepLesion FROC" in log
     with open(tmp_path / "froc.json") as f:
         after_reload = json.load(f)
     assert after_reload == during_training
-    overlays = os.listdir(tmp_path / "overlays")
-    assert len(overlays) == 4 and all(o.endswith(".png") for o in overlays)
+    overlays = sorted(os.listdir(tmp_path / "overlays"))
+    assert overlays[0] == ".alignshift-output.json" and len(overlays) == 4  # old.png replaced
+    assert all(o.endswith(".png") for o in overlays[1:]) and "old.png" not in overlays
+    assert f"wrote 3 overlays to {tmp_path / 'overlays'}; capped at max_images=3, 1 test images " \
+           "not drawn" in log
+    assert f"wrote the predictions to {out}" in log and f"overlays in {tmp_path / 'overlays'}" in log
     # the predictions file evaluates to the same numbers, with and without --gt
     log = run("eval_froc.py", str(out), "--out-dir", str(tmp_path / "eval"), root=prepared_root)
     with open(tmp_path / "eval" / "froc.json") as f:
@@ -147,3 +156,134 @@ def test_test_accepts_a_checkpoint_url(trained, prepared_root, tmp_path):
     assert "DeepLesion FROC" in log
     with open(tmp_path / "froc.json") as f, open(wd / "froc.json") as g:
         assert json.load(f) == json.load(g)
+
+
+# --- mistakes a new user makes: one line, exit 1 or 2, checked before any model or data is loaded,
+# --- and nothing written or deleted in the user's folder
+
+@pytest.fixture(scope="module")
+def user_ws(tmp_path_factory, prepared_root):
+    ws = tmp_path_factory.mktemp("user")
+    (ws / "mine").mkdir()
+    (ws / "mine" / "keep.txt").write_text("keep")
+    (ws / "notes.txt").write_text("not a checkpoint")
+    (ws / "empty_root").mkdir()
+    import zipfile
+
+    with zipfile.ZipFile(ws / "images.zip", "w") as z:
+        z.writestr("a.txt", "not torch")
+    torch.save({"state_dict": {"backbone.net.body.model.features.conv0.weight": torch.zeros(3),
+                               "extra.weight": torch.zeros(1)}}, ws / "other.pth")
+    return ws
+
+
+def _snapshot(root):
+    return {os.path.relpath(os.path.join(d, f), root): os.path.getsize(os.path.join(d, f))
+            for d, _, fs in os.walk(root) for f in fs}
+
+
+def _logs_to_current_stdout(monkeypatch):
+    """mmengine's loggers keep the stdout of the test that made them (capsys closes it afterwards)."""
+    import logging
+
+    from mmengine.logging import MMLogger
+
+    for logger in MMLogger._instance_dict.values():
+        for h in logger.handlers:
+            if type(h) is logging.StreamHandler:
+                monkeypatch.setattr(h, "stream", sys.stdout)
+
+
+CFG_ABS = os.path.join(ROOT, CONFIG)
+TOOL_CASES = [
+    ("test", [CFG_ABS, "nope.pth"], 2, r"checkpoint nope.pth does not exist"),
+    ("test", [CFG_ABS, "notes.txt"], 1, r"notes.txt is not a PyTorch checkpoint \(neither a torch.save zip"),
+    ("test", ["configs/nope.py", "other.pth"], 2, r"config configs/nope.py does not exist \(relative paths"),
+    ("test", [CFG_ABS, "other.pth", "--out", "/proc/alignshift/p.json"], 1, r"is not writable"),
+    ("test", [CFG_ABS, "other.pth", "--out", "p.txt"], 2, r"use a .json file name"),
+    ("test", [CFG_ABS, "other.pth", "--out", "mine.json/"], 2, r"use a .json file name"),
+    ("test", [CFG_ABS, "other.pth", "--show-dir", "mine"], 1, r"mine is not empty and was not written by "
+                                                              r"DeepLesionVisualizationHook"),
+    ("test", [CFG_ABS, "other.pth", "--work-dir", "notes.txt"], 1, r"work dir .*notes.txt exists and is not"),
+    ("test", [CFG_ABS, "other.pth", "--cfg-options", "test_dataloader.dataset.data_root=empty_root/"], 1,
+     r"test_dataloader: annotation file .*empty_root/annotations/deeplesion_test.json does not exist. "
+     r"DeepLesion is expected in \$DEEPLESION_ROOT .*tools/prepare_deeplesion.py.*"
+     r"tools/make_synthetic_deeplesion.py"),
+    ("test", [CFG_ABS, "other.pth"], 1,
+     r"other.pth does not fit the model of .*: .*shape mismatches \(checkpoint vs model\), e.g. "
+     r"backbone.net.body.model.features.conv0.weight \(3,\) vs .* missing from the checkpoint, e.g. .* "
+     r"1 not in the model, e.g. extra.weight.*checkpoint_strict=False"),
+    ("test", [CFG_ABS, "images.zip"], 1, r"images.zip is not a PyTorch checkpoint that can be read"),
+    ("test", [CFG_ABS], 2, r"the following arguments are required: checkpoint"),
+    ("train", [CFG_ABS, "--cfg-options", "train_dataloader.dataset.data_root=empty_root/"], 1,
+     r"train_dataloader: annotation file .*deeplesion_train.json does not exist. DeepLesion is expected"),
+    ("train", [CFG_ABS, "--work-dir", "/proc/alignshift"], 1, r"work dir /proc/alignshift is not writable"),
+    ("train", [CFG_ABS, "--resume", "notes.txt"], 1, r"--resume checkpoint notes.txt is not a PyTorch"),
+    ("train", [CFG_ABS, "--cfg-options", "model.backbone.pretrained=http://127.0.0.1:9/densenet121-a639ec97.pth"],
+     1, r"cannot download the ImageNet DenseNet-121 weights from http://127.0.0.1:9/densenet121-a639ec97.pth "
+        r"\(.*\)\. Offline or behind a proxy: fetch that file elsewhere and put it at "
+        r".*torch_home/hub/checkpoints/densenet121-a639ec97.pth, or give a local copy with --cfg-options "
+        r"model.backbone.pretrained="),
+    ("train", [CFG_ABS, "--cfg-options", "model.backbone.pretrained=nope.pth"], 2,
+     r"model.backbone.pretrained: nope.pth does not exist"),
+]
+
+
+@pytest.mark.parametrize("tool, argv, code, match", TOOL_CASES,
+                         ids=[f"{c[0]}:{' '.join(os.path.basename(a) for a in c[1])}" for c in TOOL_CASES])
+def test_tool_mistakes_are_one_line_and_early(user_ws, prepared_root, monkeypatch, capsys, tool, argv,
+                                              code, match):
+    import re
+
+    from alignshift.cli import run_cli
+    from tools import test as test_tool
+    from tools import train as train_tool
+
+    monkeypatch.chdir(user_ws)
+    monkeypatch.setenv("DEEPLESION_ROOT", str(prepared_root) + "/")
+    monkeypatch.setenv("TORCH_HOME", str(user_ws.parent / "torch_home"))
+    monkeypatch.delenv("ALIGNSHIFT_DEBUG", raising=False)
+    _logs_to_current_stdout(monkeypatch)
+    before = _snapshot(user_ws)
+    main = {"test": test_tool.main, "train": train_tool.main}[tool]
+    assert run_cli(main, argv, prog=f"{tool}.py") == code
+    err = [ln for ln in capsys.readouterr().err.strip().splitlines() if ln]
+    assert len(err) == 1 and err[0].startswith(f"{tool}.py: error: "), err
+    assert re.search(match, err[0]), err[0]
+    assert _snapshot(user_ws) == before  # no work dir, log, overlay folder or predictions
+    assert not os.path.exists(user_ws / "work_dirs")
+
+
+def test_non_strict_loading_is_a_warning(user_ws, capsys):
+    from mmengine.config import Config
+
+    from tools._cli import check_checkpoint_matches
+
+    model = torch.nn.Linear(2, 2)
+    cfg = Config(dict(checkpoint_strict=False))
+    torch.save({"state_dict": {"weight": torch.zeros(2, 2)}}, user_ws.parent / "lin.pth")
+    check_checkpoint_matches(model, cfg, str(user_ws.parent / "lin.pth"), strict=False)
+    assert "1 missing from the checkpoint, e.g. bias" in capsys.readouterr().err
+    torch.save({"state_dict": model.state_dict()}, user_ws.parent / "lin.pth")
+    check_checkpoint_matches(model, cfg, str(user_ws.parent / "lin.pth"), strict=True)  # fits: silent
+
+
+def test_entry_points_and_dist_train_paths(user_ws, prepared_root):
+    """Real processes: one-line errors without a traceback, and dist_train.sh from another folder
+    resolving CONFIG and --work-dir relative to the caller."""
+    env = dict(os.environ, DEEPLESION_ROOT=str(user_ws / "empty_root") + "/", PYTHON=sys.executable)
+    env.pop("ALIGNSHIFT_DEBUG", None)
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "test.py"), CFG_ABS, "notes.txt"],
+                       cwd=user_ws, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 1 and p.stderr.strip().count("\n") == 0, p.stderr
+    assert "is not a PyTorch checkpoint" in p.stderr and "Traceback" not in p.stderr
+    sh = os.path.join(ROOT, "tools", "dist_train.sh")
+    p = subprocess.run(["bash", sh], cwd=user_ws, env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and p.stderr.startswith("usage: dist_train.sh CONFIG GPUS"), p.stderr
+    p = subprocess.run(["bash", sh, "nope.py", "1"], cwd=user_ws, env=env, capture_output=True, text=True)
+    assert p.returncode == 2 and f"config nope.py does not exist (relative to {user_ws})" in p.stderr
+    rel_cfg = os.path.relpath(CFG_ABS, user_ws)
+    p = subprocess.run(["bash", sh, rel_cfg, "1", "--work-dir", "notes.txt"], cwd=user_ws, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode != 0 and f"work dir {user_ws / 'notes.txt'} exists and is not a folder" in p.stderr, \
+        p.stderr[-2000:]

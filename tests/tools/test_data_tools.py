@@ -4,6 +4,7 @@ import shutil
 
 import pytest
 
+from alignshift.cli import UsageError, UserError
 from tools import make_synthetic_deeplesion, prepare_deeplesion
 
 
@@ -28,11 +29,12 @@ def test_prepare_reports_what_it_skips(synthetic_root, tmp_path, capsys):
         for a in ann["annotations"]:
             assert len(a["recist"]) == 8 and len(a["diameters"]) == 2 and not a["noisy"]
     assert total > 0
-    assert not any(p.suffix == ".tmp" for p in (tmp_path / "ann").iterdir())
+    assert not any(p.suffix in (".tmp", ".partial") for p in (tmp_path / "ann").iterdir())
+    assert "wrote deeplesion_train.json, deeplesion_val.json, deeplesion_test.json to" in out
 
 
 def test_prepare_bad_root(tmp_path):
-    with pytest.raises(SystemExit):
+    with pytest.raises(UserError, match="DL_info.csv does not exist"):
         prepare_deeplesion.main(["--data-root", str(tmp_path)])
 
 
@@ -41,5 +43,6 @@ def test_make_synthetic_cli_reuses(tmp_path, capsys):
     assert make_synthetic_deeplesion.main(["--out", out, "--num-images", "3", "--image-size", "64"]) == 0
     assert make_synthetic_deeplesion.main(["--out", out, "--num-images", "3"]) == 0
     assert "reusing" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
+    with pytest.raises(UsageError, match="--image-size must be >= 64"):
         make_synthetic_deeplesion.main(["--out", str(tmp_path / "x"), "--image-size", "16"])
+    assert not (tmp_path / "x").exists()
