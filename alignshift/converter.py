@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import operator
+import types
 import warnings
 from typing import Dict, Iterable, Optional, Tuple, Type
 
@@ -37,7 +39,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .nn import A3DConv, AlignShiftConv, Conv1xKxK, SliceGroupNorm, SliceInstanceNorm2d, SliceWise, TSMConv
-from .nn.layers import SLICEWISE_FUNCTIONALS
+from .nn.layers import (
+    SLICEWISE_FUNCTIONALS,
+    FlattenDepth,
+    SliceLayerNorm,
+    SlicePermute,
+    check_depth_reduce,
+    depth_broadcast,
+    depth_flatten,
+    depth_flatten_batch,
+    slicewise_permute,
+    spatial_reduce,
+)
 from .ops import SliceThickness
 
 __all__ = ["convert", "Converted3D", "UnsupportedLayerError", "CONV_TYPES", "adapt_in_channels"]
@@ -52,10 +65,12 @@ CONV_TYPES: Dict[str, Type[Conv1xKxK]] = {
 _PASSTHROUGH: Tuple[type, ...] = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
     nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Sigmoid, nn.Tanh, nn.Softplus,
-    nn.Identity, nn.Dropout, nn.Linear, nn.Flatten, nn.SyncBatchNorm,
+    nn.Identity, nn.Dropout, nn.Linear, nn.SyncBatchNorm,
 )
 # Dropout2d zeroes whole channels; on 5D input Dropout3d does the same per (B, C).
 _SIMPLE_3D = {nn.Dropout2d: nn.Dropout3d}
+# layers that mix tokens of an image cut into patches: no per-slice meaning to give them
+_TOKEN_LAYERS: Tuple[type, ...] = (nn.MultiheadAttention,)
 _UNSUPPORTED_FUNCTIONS = {F.conv2d, F.conv_transpose2d, F.pixel_shuffle, F.pixel_unshuffle,
                           F.upsample_nearest, F.upsample_bilinear}
 
@@ -116,7 +131,16 @@ def _t3(v, fill: int) -> tuple:
     return (fill, *(v if isinstance(v, (tuple, list)) else (v, v)))
 
 
-def _layer_3d(m: nn.Module) -> Optional[nn.Module]:
+def _torchvision_layers() -> Tuple[Tuple[type, ...], Tuple[type, ...]]:
+    """torchvision's per-slice layers: (shape-agnostic ones, 4D permutes); empty without torchvision."""
+    try:
+        from torchvision.ops import Permute, StochasticDepth
+    except ImportError:
+        return (), ()
+    return (StochasticDepth,), (Permute,)
+
+
+def _layer_3d(m: nn.Module, depth_reduce: str = "mean") -> Optional[nn.Module]:
     """The 3D twin of a non-conv 2D leaf layer, ``m`` itself when shape-agnostic, else None."""
     if type(m) is nn.BatchNorm2d:
         return _norm_from_2d(m, nn.BatchNorm3d)
@@ -132,18 +156,33 @@ def _layer_3d(m: nn.Module) -> Optional[nn.Module]:
         return new.to(m.weight.device) if m.affine else new
     if type(m) is nn.InstanceNorm2d:
         return _norm_from_2d(m, SliceInstanceNorm2d)
+    if type(m) is nn.LayerNorm and len(m.normalized_shape) == 1:
+        return m  # over the last axis only: per position, whatever the layout
+    if isinstance(m, nn.LayerNorm):  # over several axes, or a 2D subclass (LayerNorm2d)
+        return SliceLayerNorm(m)
+    if type(m) is nn.Flatten:
+        if m.start_dim % 4 != 1 or m.end_dim not in (-1, 3):
+            raise UnsupportedLayerError(
+                f"nn.Flatten(start_dim={m.start_dim}, end_dim={m.end_dim}) does not flatten a map "
+                "into one vector per image; the converter does not know where its depth should go")
+        return FlattenDepth(m.start_dim, m.end_dim, depth_reduce)
     if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Upsample)):
         return SliceWise(m)
     if type(m) in _SIMPLE_3D:
         return _SIMPLE_3D[type(m)](m.p, m.inplace)
-    if isinstance(m, _PASSTHROUGH):
+    shape_agnostic, permutes = _torchvision_layers()
+    if isinstance(m, permutes) and len(m.dims) == 4:
+        return SlicePermute(m.dims)
+    if isinstance(m, _PASSTHROUGH + shape_agnostic):
         return m
     return None
 
 
 class _Converter:
-    def __init__(self, conv_cls, skip_first, in_channels, keep, conv_kwargs, no_shift=()):
+    def __init__(self, conv_cls, skip_first, in_channels, keep, conv_kwargs, no_shift=(),
+                 depth_reduce="mean"):
         self.conv_cls, self.skip_first, self.in_channels = conv_cls, skip_first, in_channels
+        self.depth_reduce = depth_reduce
         self.keep, self.conv_kwargs = tuple(keep), conv_kwargs
         self.no_shift = {pat: 0 for pat in no_shift}  # pattern -> convs it matched
         self.seen_conv = False
@@ -171,7 +210,12 @@ class _Converter:
             self.seen_conv = True
             return _conv_from_2d(m, self.conv_cls, self._shifts(path, first),
                                  self.in_channels if first else None, self.conv_kwargs)
-        new = _layer_3d(m)
+        if isinstance(m, _TOKEN_LAYERS):
+            raise UnsupportedLayerError(
+                f"cannot convert layer '{path}' of type {type(m).__module__}.{type(m).__name__}: it "
+                "attends across tokens cut from the image (a vision transformer such as ViT or Swin); "
+                "the converter only handles convolutional networks")
+        new = _layer_3d(m, self.depth_reduce)
         if new is not None:
             return new
         if len(list(m.children())) > 0:  # a container or block: convert inside it
@@ -181,21 +225,116 @@ class _Converter:
             f"pass keep=({type(m).__name__},) to leave it as it is if it is shape-agnostic")
 
 
-def _rewrite_functionals(gm: torch.fx.GraphModule) -> None:
-    for node in gm.graph.nodes:
-        if node.op != "call_function":
-            continue
-        if node.target in _UNSUPPORTED_FUNCTIONS:
+_ARITHMETIC = {operator.add, operator.sub, operator.mul, operator.truediv, operator.iadd, operator.isub,
+               operator.imul, operator.itruediv, torch.add, torch.sub, torch.mul, torch.div}
+_ARITHMETIC_METHODS = {"add", "sub", "mul", "div", "add_", "sub_", "mul_", "div_"}
+_FLATTENS = {torch.flatten}
+_RESHAPES = {torch.reshape}
+_REDUCTIONS = {torch.mean: "mean", torch.amax: "amax"}
+_PERMUTES = {torch.permute}
+_TRUSTED_MODULES = ("torch", "_operator", "operator", "builtins", "math", "alignshift")
+
+
+def _arg(node: torch.fx.Node, i: int, name: str, default):
+    if len(node.args) > i:
+        return node.args[i]
+    return node.kwargs.get(name, default)
+
+
+def _is_opaque(target) -> bool:
+    """A Python function that tracing kept whole (``torch.fx.wrap``): its body is unseen."""
+    if not isinstance(target, types.FunctionType):
+        return False
+    return (target.__module__ or "").split(".")[0] not in _TRUSTED_MODULES
+
+
+def _is_arithmetic(node: torch.fx.Node) -> bool:
+    return (node.op == "call_function" and node.target in _ARITHMETIC
+            or node.op == "call_method" and node.target in _ARITHMETIC_METHODS)
+
+
+def _rewrite_node(node: torch.fx.Node, depth_reduce: str) -> bool:
+    """Rewrite one 2D call of a traced graph in place for 5D maps; True when it was rewritten."""
+    fn, method = node.op == "call_function", node.op == "call_method"
+    target = node.target
+    if fn and target in _UNSUPPORTED_FUNCTIONS:
+        raise UnsupportedLayerError(
+            f"forward calls {target.__name__} directly (node '{node.name}'); the converter "
+            "can only convert it when it is an nn.Module")
+    if fn and _is_opaque(target):
+        raise UnsupportedLayerError(
+            f"forward calls {target.__module__}.{target.__name__} (node '{node.name}'), a function "
+            "torch.fx keeps opaque, so the converter cannot tell how it treats a map's axes")
+    if fn and target in SLICEWISE_FUNCTIONALS:
+        node.target = SLICEWISE_FUNCTIONALS[target]
+        return True
+    if fn and target in _FLATTENS or method and target == "flatten":
+        x = node.args[0]
+        node.args = (x, _arg(node, 1, "start_dim", 0), _arg(node, 2, "end_dim", -1), depth_reduce)
+        node.op, node.target, node.kwargs = "call_function", depth_flatten, {}
+        return True
+    if fn and target in _RESHAPES or method and target in ("view", "reshape"):
+        shape = node.args[1:] if method else (_arg(node, 1, "shape", ()),)
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        if len(shape) == 2 and shape[1] == -1:  # x.view(x.size(0), -1): a map into vectors
+            node.op, node.target = "call_function", depth_flatten_batch
+            node.args, node.kwargs = (node.args[0], shape[0], depth_reduce), {}
+            return True
+        if any(isinstance(v, torch.fx.Node) for v in shape):
             raise UnsupportedLayerError(
-                f"forward calls {node.target.__name__} directly (node '{node.name}'); the converter "
-                "can only convert it when it is an nn.Module")
-        if node.target in SLICEWISE_FUNCTIONALS:
-            node.target = SLICEWISE_FUNCTIONALS[node.target]
-    gm.graph.lint()
-    gm.recompile()
+                f"forward reshapes with sizes read at run time (node '{node.name}': {target}"
+                f"({', '.join(map(str, shape))})); written for (B, C, H, W) maps, such a reshape "
+                "cannot be told where depth goes")
+        return False
+    op = _REDUCTIONS.get(target) if fn else (target if method and target in ("mean", "amax") else None)
+    if op is not None:
+        kwargs = dict(node.kwargs)
+        x = node.args[0]
+        dim = node.args[1] if len(node.args) > 1 else kwargs.pop("dim", None)
+        keepdim = node.args[2] if len(node.args) > 2 else kwargs.pop("keepdim", False)
+        node.op, node.target = "call_function", spatial_reduce
+        node.args, node.kwargs = (x, op, dim, keepdim, depth_reduce), kwargs
+        return True
+    if fn and target in _PERMUTES or method and target == "permute":
+        dims = node.args[1:] if method else (_arg(node, 1, "dims", ()),)
+        node.op, node.target = "call_function", slicewise_permute
+        node.args, node.kwargs = (node.args[0], *dims), {}
+        return True
+    return False
 
 
-def _trace(model: nn.Module) -> Optional[torch.fx.GraphModule]:
+def _rewrite_graph(gm: torch.fx.GraphModule, depth_reduce: str) -> bool:
+    """Rewrite the 2D-specific calls of a traced network for 5D maps; True if any was rewritten.
+
+    Flattening or pooling a map into vectors reduces depth (``depth_reduce``); 2D functionals run
+    slice by slice; 4D permutes keep depth on axis 2; a parameter or buffer shaped to broadcast
+    over a 2D map, (C, H, W) or (B, C, H, W), gets a depth axis where arithmetic uses it.
+    """
+    changed = False
+    for node in list(gm.graph.nodes):
+        if node.op == "get_attr":
+            value = gm
+            for part in node.target.split("."):
+                value = getattr(value, part)
+            users = [u for u in node.users if _is_arithmetic(u)]
+            if isinstance(value, Tensor) and value.dim() in (3, 4) and users:
+                with gm.graph.inserting_after(node):
+                    bcast = gm.graph.call_function(depth_broadcast, (node,))
+                for u in users:
+                    u.replace_input_with(node, bcast)
+                changed = True
+        elif node.op in ("call_function", "call_method"):
+            changed |= _rewrite_node(node, depth_reduce)
+    if changed:
+        gm.graph.lint()
+        gm.recompile()
+    return changed
+
+
+def _trace(model: nn.Module, depth_reduce: str) -> Optional[torch.fx.GraphModule]:
+    """``model`` traced by ``torch.fx`` with its 2D calls rewritten; None when untraceable or when
+    nothing needed a rewrite (the model then keeps its own class and forward)."""
     class _Tracer(torch.fx.Tracer):
         def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
             return len(list(m.children())) == 0 or super().is_leaf_module(m, qualname)
@@ -207,12 +346,19 @@ def _trace(model: nn.Module) -> Optional[torch.fx.GraphModule]:
                       "modules only: functional 2D calls in its forward are left as they are",
                       stacklevel=3)
         return None
-    has_functional = any(n.op == "call_function" and (n.target in SLICEWISE_FUNCTIONALS
-                                                      or n.target in _UNSUPPORTED_FUNCTIONS)
-                         for n in graph.nodes)
-    if not has_functional:
+    gm = torch.fx.GraphModule(model, graph, class_name=type(model).__name__ + "3D")
+    if not _rewrite_graph(gm, depth_reduce):
         return None
-    return torch.fx.GraphModule(model, graph, class_name=type(model).__name__ + "3D")
+    # GraphModule keeps only what the graph uses, under bare containers: put the model's own
+    # blocks back (the generated code reaches them by attribute), so net.model.layer1[0] and the
+    # state_dict keys stay those of the 2D model
+    for name, child in model.named_children():
+        setattr(gm, name, child)
+    for name, p in model.named_parameters(recurse=False):
+        setattr(gm, name, p)
+    for name, b in model.named_buffers(recurse=False):
+        gm.register_buffer(name, b, persistent=name not in model._non_persistent_buffers_set)
+    return gm
 
 
 class Converted3D(nn.Module):
@@ -244,7 +390,7 @@ class Converted3D(nn.Module):
 
 def convert(model_2d: nn.Module, conv: str = "alignshift", in_channels: Optional[int] = None,
             skip_first: bool = True, keep: Iterable[type] = (), trace: bool = True,
-            no_shift: Iterable[str] = (), **conv_kwargs) -> Converted3D:
+            no_shift: Iterable[str] = (), depth_reduce: str = "mean", **conv_kwargs) -> Converted3D:
     """Convert a 2D network to a 3D one with 1xKxK convs of type ``conv``.
 
     Args:
@@ -267,12 +413,13 @@ def convert(model_2d: nn.Module, conv: str = "alignshift", in_channels: Optional
     if conv not in CONV_TYPES:
         raise ValueError(f"conv must be one of {sorted(CONV_TYPES)}, got {conv!r}")
     model = copy.deepcopy(model_2d)
+    check_depth_reduce(depth_reduce)
     if trace:
-        traced = _trace(model)
+        traced = _trace(model, depth_reduce)
         if traced is not None:
-            _rewrite_functionals(traced)
             model = traced
-    converter = _Converter(CONV_TYPES[conv], skip_first, in_channels, keep, conv_kwargs, no_shift)
+    converter = _Converter(CONV_TYPES[conv], skip_first, in_channels, keep, conv_kwargs, no_shift,
+                           depth_reduce)
     converter(model)
     unmatched = [pat for pat, n in converter.no_shift.items() if n == 0]
     if unmatched:
