@@ -1,11 +1,13 @@
 """Turn a (pretrained) 2D network into a thickness-aware 3D one in one call.
 
->>> import torchvision
+>>> import torch, torchvision
 >>> from alignshift.converter import convert
->>> net3d = convert(torchvision.models.resnet18(), conv="alignshift", in_channels=1)
->>> y = net3d(x, thickness)            # x: (B, 1, D, H, W), thickness: (B,) in mm
+>>> net = convert(torchvision.models.resnet18(weights=None), conv="alignshift", in_channels=1)
+>>> net(torch.randn(2, 1, 7, 224, 224), thickness=torch.tensor([1.25, 5.0])).shape
+torch.Size([2, 1000])
 
-Rules (weights, running statistics and hyper-parameters are carried over exactly):
+Rules (weights, running statistics and hyper-parameters are carried over exactly; state_dict keys
+are the 2D model's):
 
 ======================================  ==============================================
 2D layer                                3D replacement
@@ -14,15 +16,33 @@ Conv2d KxK                              the chosen conv, 1xKxK, 2D-shaped weight
 BatchNorm2d                             BatchNorm3d (statistics over B, D, H, W)
 SyncBatchNorm                           kept (it accepts 5D input)
 GroupNorm / InstanceNorm2d              applied slice by slice (2D statistics per slice)
+LayerNorm subclass (LayerNorm2d)        applied slice by slice
 MaxPool2d / AvgPool2d KxK               MaxPool3d / AvgPool3d 1xKxK
 AdaptiveAvg/MaxPool2d, Upsample         applied slice by slice (depth preserved)
-activations, dropout, Linear, Flatten   kept (shape-agnostic)
+4D Permute (ConvNeXt, channels-last)    5D permute, depth kept on axis 2 beside H and W
+Flatten(start_dim=1)                    reduces depth, then flattens (see below)
+activations, dropout, Linear,           kept (shape-agnostic)
+LayerNorm over the last axis,
+StochasticDepth
 ======================================  ==============================================
 
-Anything else that is a leaf module raises :class:`UnsupportedLayerError` naming it; pass such
-types in ``keep`` to leave them untouched. When the model is traceable by ``torch.fx``, 2D
-functional calls in ``forward`` (``F.adaptive_avg_pool2d``, ``F.max_pool2d``, ``F.interpolate``...)
-are rewritten to their slice-wise versions too; other functional 2D calls (``F.conv2d``) raise.
+Where depth leaves: every feature map keeps its depth, (B, C, D, H, W), until the network leaves
+the spatial domain, that is where it makes one vector per image out of a map: ``torch.flatten(x,
+1)``, ``nn.Flatten()``, ``x.view(B, -1)``, or global pooling into a vector (``x.mean([2, 3])``).
+There depth is reduced by ``depth_reduce``: ``'mean'`` (default), ``'max'``, or ``'key'`` (the
+middle slice). A classifier thus returns (B, num_classes) at any D with its Linear layers as they
+were; pooling broadcast back onto the map (squeeze-excitation, DeepLabV3's image pooling, LR-ASPP)
+keeps its depth, and segmentation networks return per-slice maps (B, K, D, H, W).
+
+When the model is traceable by ``torch.fx``, its ``forward`` is rewritten for 5D maps: 2D
+functionals (``F.adaptive_avg_pool2d``, ``F.max_pool2d``, ``F.interpolate``...) run slice by
+slice, flattens and global means reduce depth as above, 4D permutes keep depth on axis 2, and a
+parameter shaped (C, 1, 1) or (1, C, 1, 1) that arithmetic broadcasts over a map (ConvNeXt's layer
+scale) gets a depth axis. Refused with :class:`UnsupportedLayerError`, naming the layer or call:
+unknown leaf layers (``keep`` leaves such types untouched), functional ``F.conv2d``, attention over
+tokens (``nn.MultiheadAttention``: ViT), functions torch.fx keeps opaque (Swin's window
+attention), and reshapes with sizes read at run time (ShuffleNetV2's channel shuffle), whose axes
+cannot be told apart. See docs/converter.md.
 """
 
 from __future__ import annotations
@@ -40,6 +60,7 @@ from torch import Tensor, nn
 
 from .nn import A3DConv, AlignShiftConv, Conv1xKxK, SliceGroupNorm, SliceInstanceNorm2d, SliceWise, TSMConv
 from .nn.layers import (
+    FX_LEAF_FUNCTIONS,
     SLICEWISE_FUNCTIONALS,
     FlattenDepth,
     SliceLayerNorm,
@@ -332,13 +353,20 @@ def _rewrite_graph(gm: torch.fx.GraphModule, depth_reduce: str) -> bool:
     return changed
 
 
+class _Tracer(torch.fx.Tracer):
+    """Every leaf module stays a call; the converter's own 5D helpers stay calls too (module
+    level: a pickled GraphModule is re-traced with this class)."""
+
+    def __init__(self) -> None:
+        super().__init__(autowrap_functions=FX_LEAF_FUNCTIONS)
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return len(list(m.children())) == 0 or super().is_leaf_module(m, qualname)
+
+
 def _trace(model: nn.Module, depth_reduce: str) -> Optional[torch.fx.GraphModule]:
     """``model`` traced by ``torch.fx`` with its 2D calls rewritten; None when untraceable or when
     nothing needed a rewrite (the model then keeps its own class and forward)."""
-    class _Tracer(torch.fx.Tracer):
-        def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-            return len(list(m.children())) == 0 or super().is_leaf_module(m, qualname)
-
     try:
         graph = _Tracer().trace(model)
     except Exception as e:  # dynamic control flow: convert modules only
@@ -404,16 +432,26 @@ def convert(model_2d: nn.Module, conv: str = "alignshift", in_channels: Optional
         no_shift: glob patterns on module paths (``fnmatch``, e.g. ``'features.transition*'``);
             matching convs are converted with their depth shift switched off. A pattern that
             matches no conv raises ``ValueError``.
+        depth_reduce: how depth leaves the network where it flattens or globally pools a map
+            into one vector per image: ``'mean'`` over the slices, ``'max'``, or ``'key'`` (the
+            middle slice ``D // 2``). Maps pooled and broadcast back keep their depth.
         **conv_kwargs: options of the conv class (``n_fold``, ``ref_thickness``,
             ``shift_padding``, ``num_slices`` for A3D).
 
     Returns:
-        :class:`Converted3D` with ``forward(x: (B, C, D, H, W), thickness: (B,) = None)``.
+        :class:`Converted3D` with ``forward(x: (B, C, D, H, W), thickness: (B,) = None)``: a
+        classifier gives (B, num_classes), a segmentation network (B, K, D, H, W) maps.
+
+    Raises:
+        UnsupportedLayerError: a layer or a call in ``forward`` has no known 3D meaning (the
+            message names it).
+        ValueError: unknown ``conv`` or ``depth_reduce``, or a ``no_shift`` pattern that
+            matches no conv.
     """
     if conv not in CONV_TYPES:
         raise ValueError(f"conv must be one of {sorted(CONV_TYPES)}, got {conv!r}")
-    model = copy.deepcopy(model_2d)
     check_depth_reduce(depth_reduce)
+    model = copy.deepcopy(model_2d)
     if trace:
         traced = _trace(model, depth_reduce)
         if traced is not None:

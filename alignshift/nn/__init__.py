@@ -1,7 +1,7 @@
 """Thickness-aware 1xKxK convolutions with 2D-shaped weights."""
 
 from .conv import A3DConv, AlignShiftConv, Conv1xKxK, TSMConv
-from .layers import SliceGroupNorm, SliceInstanceNorm2d, SliceWise
+from .layers import FlattenDepth, SliceGroupNorm, SliceInstanceNorm2d, SliceLayerNorm, SlicePermute, SliceWise
 
-__all__ = ["A3DConv", "AlignShiftConv", "Conv1xKxK", "SliceGroupNorm", "SliceInstanceNorm2d", "SliceWise",
-           "TSMConv"]
+__all__ = ["A3DConv", "AlignShiftConv", "Conv1xKxK", "FlattenDepth", "SliceGroupNorm", "SliceInstanceNorm2d",
+           "SliceLayerNorm", "SlicePermute", "SliceWise", "TSMConv"]

@@ -244,3 +244,9 @@ class SliceLayerNorm(nn.LayerNorm):
 
     def forward(self, x: Tensor) -> Tensor:
         return slicewise(lambda v: self.forward_2d(self, v), x)
+
+
+# What a converted torch.fx graph calls: leaves for tracing (their branches on x.dim() cannot be
+# traced), so a converted GraphModule can be pickled (pickling re-traces its code).
+FX_LEAF_FUNCTIONS = (*dict.fromkeys(SLICEWISE_FUNCTIONALS.values()), depth_flatten, depth_flatten_batch,
+                     spatial_reduce, slicewise_permute, depth_broadcast)
