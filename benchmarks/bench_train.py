@@ -3,6 +3,7 @@
     python benchmarks/bench_train.py [--device cuda] [--image-size 512] [--batch-size 2]
         [--iters 50] [--warmup 10] [--variants 3d,tsm,alignshift,2.5d] [--slices 3,7]
         [--amp both|on|off] [--compile MODE] [--workers N] [--data-root DIR] [--json OUT]
+        [--cfg-options KEY=VALUE ...]
 
 Each detector is built from its config in ``configs/deeplesion/`` (the plain 3D one is the TSM
 config with ``conv='plain'``: same data, no shift; no ImageNet download, random initialisation
@@ -91,9 +92,21 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                          "default: a synthetic one written to a temporary folder")
     ap.add_argument("--num-images", type=positive_int, default=16,
                     help="images of the synthetic data set (the loader cycles over them)")
+    ap.add_argument("--cfg-options", nargs="+", default=None, metavar="KEY=VALUE",
+                    help="override settings of every variant's config, as tools/train.py does "
+                         "(e.g. model.roi_head.bbox_head.fc_out_channels=256 for a quick run)")
     ap.add_argument("--json", metavar="OUT", default=None, help="write the raw results here")
     ap.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
     args = ap.parse_args(argv)
+    if args.cfg_options:
+        from mmengine.config import DictAction
+
+        for item in args.cfg_options:
+            if "=" not in item:
+                raise UsageError(f"--cfg-options: expected KEY=VALUE, got {item!r}")
+        ns = argparse.Namespace()
+        DictAction(option_strings=[], dest="opts")(ap, ns, args.cfg_options)  # as tools/train.py
+        args.cfg_options = ns.opts
     args.variants = _csv(args.variants)
     bad = [v for v in args.variants if v not in VARIANTS]
     if bad or not args.variants:
@@ -164,12 +177,15 @@ def variant_config(variant: str, slices: int, amp: bool, args: argparse.Namespac
     if amp:  # as tools/train.py --amp
         cfg.optim_wrapper.type = "AmpOptimWrapper"
         cfg.optim_wrapper.loss_scale = "dynamic"
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
     return cfg
 
 
 def _loss_value(log_vars: dict) -> float:
     # reading the losses as numbers waits for the GPU, as mmengine's logging does every iteration
-    return float(sum(float(v) for k, v in log_vars.items() if k == "loss"))
+    v = log_vars["loss"]
+    return float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
 
 
 def run_block(variant: str, slices: int, amp: bool, args: argparse.Namespace, data_root: str) -> dict:
@@ -332,7 +348,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    settings=dict(device=str(args.device), image_size=args.image_size,
                                  batch_size=args.batch_size, iters=args.iters, warmup=args.warmup,
                                  rounds=args.rounds, compile=args.compile, workers=args.workers,
-                                 data_root=args.data_root, num_images=args.num_images),
+                                 data_root=args.data_root, num_images=args.num_images,
+                                 cfg_options=args.cfg_options),
                    results=rows)
         tmp_path = args.json + ".tmp"
         with open(tmp_path, "w") as f:

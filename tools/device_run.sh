@@ -11,7 +11,7 @@
 # Usage, from the repository root:  bash tools/device_run.sh [STEPS]
 #   STEPS: comma-separated from build,train,bench (default all three); build is needed once per
 #   machine. Settings through the environment: OUT (default ./device_out), BUNDLE (.whl),
-#   EPOCHS (8), NUM_IMAGES (120), BENCH_ITERS (20), BENCH_WARMUP (5), BENCH_ARGS (extra options),
+#   EPOCHS (8), NUM_IMAGES (120), SEED (0, of the synthetic data), BENCH_ITERS (20), BENCH_WARMUP (5), BENCH_ARGS (extra options),
 #   BUDGET_S (540: later steps are skipped, or the benchmark cut short, to end within it).
 #   For a dry run on a CPU (tests/mmdet_plugins/test_bench_train.py does one): BUNDLE=none (use
 #   the packages installed), AMP= (no --amp), IMAGE_SIZE, TRAIN_OPTS / TEST_OPTS (more
@@ -28,6 +28,7 @@ OUT=${OUT:-$ROOT/device_out}
 BUNDLE=${BUNDLE:-.whl}
 EPOCHS=${EPOCHS:-8}
 NUM_IMAGES=${NUM_IMAGES:-120}
+SEED=${SEED:-0}
 BENCH_ITERS=${BENCH_ITERS:-20}
 BENCH_WARMUP=${BENCH_WARMUP:-5}
 BUDGET_S=${BUDGET_S:-540}
@@ -86,16 +87,18 @@ fi
 if has_step train && [ ! -f "$DATA/annotations/deeplesion_test.json" ]; then
   log "writing $NUM_IMAGES synthetic $IMAGE_SIZE-px images to $DATA in the background"
   ( "$PY" tools/make_synthetic_deeplesion.py --out "$DATA" --num-images "$NUM_IMAGES" \
-      --image-size "$IMAGE_SIZE" \
+      --image-size "$IMAGE_SIZE" --seed "$SEED" \
       && "$PY" tools/prepare_deeplesion.py --data-root "$DATA" ) >"$WORK/data.log" 2>&1 &
   DATA_PID=$!
 fi
 if has_step build || ! "$PY" -c "import mmcv.ops" 2>/dev/null; then
   sdist=$(ls "$BUNDLE"/mmcv-*.tar.gz | head -n 1) || finish 1
-  MMCV_SDIST=$ROOT/$sdist MAX_JOBS=$(nproc) run build-mmcv-cuda bash tools/install_mmcv.sh "$PY" 2.1.0 \
-    || finish 1
+  # a CUDA wheel brought back from an earlier run and carried in $BUNDLE/cuda/ skips the compiler
+  prebuilt=$(ls "$BUNDLE"/cuda/mmcv-*.whl 2>/dev/null | head -n 1)
+  MMCV_WHEEL=${prebuilt:+$ROOT/$prebuilt} MMCV_SDIST=$ROOT/$sdist MAX_JOBS=$(nproc) \
+    run build-mmcv-cuda bash tools/install_mmcv.sh "$PY" 2.1.0 || finish 1
   wheel=$(ls -t "${XDG_CACHE_HOME:-$HOME/.cache}"/alignshift/mmcv2.1.0-*-cuda-*/mmcv-*.whl 2>/dev/null | head -n 1)
-  if [ -n "$wheel" ]; then
+  if [ -n "$wheel" ] && [ -z "$prebuilt" ]; then
     size=$(stat -c %s "$wheel")
     log "CUDA wheel: $wheel ($((size / 1048576)) MiB); sha256 $(sha256sum "$wheel" | cut -d' ' -f1)"
     if [ "$size" -le $((45 * 1048576)) ]; then  # room left for the logs within 64 MiB
@@ -144,7 +147,7 @@ if has_step bench; then
     SUMMARY+=("bench: skipped, no time left")
   else
     run bench timeout "$(left)" "$PY" benchmarks/bench_train.py --device "$BENCH_DEVICE" \
-      --image-size "$IMAGE_SIZE" \
+      --image-size "$IMAGE_SIZE" --seed "$SEED" \
       --batch-size 2 --iters "$BENCH_ITERS" --warmup "$BENCH_WARMUP" --workers 4 \
       --json "$OUT/bench_train.json" ${BENCH_ARGS:-}
   fi

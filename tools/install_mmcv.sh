@@ -11,7 +11,9 @@
 # GPUs found (TORCH_CUDA_ARCH_LIST, e.g. "9.0" on an H100/H200; set it yourself to build for
 # others), with MAX_JOBS = the number of cores. The CUDA wheel is cached under a key that names
 # those capabilities. MMCV_SDIST=/path/mmcv-VER.tar.gz builds from that file instead of
-# downloading it (a machine without a package index: see tools/device_bundle.sh).
+# downloading it (a machine without a package index: see tools/device_bundle.sh);
+# MMCV_WHEEL=/path/mmcv-VER-*.whl installs that wheel (built earlier for the same torch, Python and
+# GPU) without building.
 set -euo pipefail
 
 PY=${1:?usage: install_mmcv.sh PYTHON [MMCV_VERSION]}
@@ -63,7 +65,10 @@ PYEOF
 }
 
 wheel=$(ls "$CACHE_DIR"/mmcv-*.whl 2>/dev/null | head -n 1 || true)
-if [ -n "$wheel" ]; then
+if [ -n "${MMCV_WHEEL:-}" ]; then  # a wheel built earlier for this torch, Python and GPU
+  wheel=$MMCV_WHEEL
+  log "using $wheel (MMCV_WHEEL; no compilation)"
+elif [ -n "$wheel" ]; then
   log "using cached wheel $wheel (no compilation)"
 else
   log "no cached wheel for $KEY: building mmcv $MMCV_VERSION from the sdist."
@@ -87,6 +92,8 @@ else
     log "nvcc $(nvcc --version | sed -n 's/.*release \([0-9.]*\).*/\1/p') and a GPU found: building" \
         "CUDA ops too (FORCE_CUDA=1, TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST)"
     export FORCE_CUDA=1
+    # no host debug information (Python's CFLAGS carry -g): a smaller wheel to carry between machines
+    export CFLAGS="${CFLAGS:-} -g0"
   fi
   log "compiling (MAX_JOBS=$MAX_JOBS) ..."
   # --no-build-isolation: build against the torch already installed, not a fresh download.

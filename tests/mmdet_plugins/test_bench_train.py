@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 
 import pytest
 
@@ -28,9 +29,10 @@ def bench_train():
 
 def test_bench_train_tiny_cpu(bench_train, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    rc = bench_train.main(["--device", "cpu", "--image-size", "64", "--iters", "2", "--warmup", "1",
+    rc = bench_train.main(["--device", "cpu", "--image-size", "64", "--iters", "2", "--warmup", "0",
                            "--variants", "3d,alignshift", "--slices", "3", "--workers", "0",
-                           "--num-images", "4", "--json", str(out)])
+                           "--num-images", "4", "--json", str(out), "--cfg-options",
+                           "model.roi_head.bbox_head.fc_out_channels=256"])
     assert rc == 0
     text = capsys.readouterr().out
     assert "AMP skipped" in text  # --amp both on a CPU: only AMP off, with a note
@@ -68,14 +70,15 @@ def test_bench_train_usage_errors(bench_train, argv, message, capsys):
 
 def test_device_run_dry_run_on_cpu(tmp_path):
     """tools/device_run.sh's train step (synthetic data, train, test, FROC) with CPU stand-ins."""
-    size = "(64, 64)"
+    # seed 7: 8 images give 4 train (2 iterations), 2 val and 2 test images; a smaller box head
+    small = "model.roi_head.bbox_head.fc_out_channels=256"
     env = dict(os.environ, OUT=str(tmp_path / "out"), WORK_DIR=str(tmp_path / "work"),
                DATA_DIR=str(tmp_path / "data" / "DeepLesion"), BUNDLE="none", AMP="",
-               PYTHON=sys.executable, IMAGE_SIZE="64", NUM_IMAGES="10", EPOCHS="1",
-               TRAIN_OPTS=f"train_dataloader.dataset.pipeline.2.scale={size} "
-                          "train_dataloader.num_workers=0 train_dataloader.persistent_workers=False",
-               TEST_OPTS=f"test_dataloader.dataset.pipeline.1.scale={size} "
-                         "test_dataloader.num_workers=0 test_dataloader.persistent_workers=False")
+               PYTHON=sys.executable, IMAGE_SIZE="64", NUM_IMAGES="8", SEED="7", EPOCHS="1",
+               TRAIN_OPTS="train_dataloader.dataset.pipeline.2.scale=(64,64) "
+                          f"train_dataloader.num_workers=0 train_dataloader.persistent_workers=False {small}",
+               TEST_OPTS="test_dataloader.dataset.pipeline.1.scale=(64,64) "
+                         f"test_dataloader.num_workers=0 test_dataloader.persistent_workers=False {small}")
     r = subprocess.run(["bash", "tools/device_run.sh", "train"], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=600)
     log = (tmp_path / "out" / "device_run.log").read_text()
@@ -84,4 +87,7 @@ def test_device_run_dry_run_on_cpu(tmp_path):
         assert step in log, log[-3000:]
     assert "build-mmcv-cuda" not in log  # mmcv is there: no build asked for
     assert (tmp_path / "work" / "epoch_1.pth").exists()
-    assert (tmp_path / "out" / "e2e.tar.gz").stat().st_size > 0
+    assert (tmp_path / "work" / "froc" / "froc.json").exists()
+    with tarfile.open(tmp_path / "out" / "e2e.tar.gz") as tar:
+        names = tar.getnames()
+    assert "work/test/predictions.json" in names and not any(n.endswith(".pth") for n in names)
