@@ -69,7 +69,8 @@ def test_bench_train_usage_errors(bench_train, argv, message, capsys):
 
 
 def test_device_run_dry_run_on_cpu(tmp_path):
-    """tools/device_run.sh's train step (synthetic data, train, test, FROC) with CPU stand-ins."""
+    """tools/device_run.sh's train and bench steps (synthetic data, train, test, FROC, the
+    benchmark on those data) with CPU stand-ins."""
     # seed 7: 8 images give 4 train (2 iterations), 2 val and 2 test images; a smaller box head
     small = "model.roi_head.bbox_head.fc_out_channels=256"
     env = dict(os.environ, OUT=str(tmp_path / "out"), WORK_DIR=str(tmp_path / "work"),
@@ -78,16 +79,21 @@ def test_device_run_dry_run_on_cpu(tmp_path):
                TRAIN_OPTS="train_dataloader.dataset.pipeline.2.scale=(64,64) "
                           f"train_dataloader.num_workers=0 train_dataloader.persistent_workers=False {small}",
                TEST_OPTS="test_dataloader.dataset.pipeline.1.scale=(64,64) "
-                         f"test_dataloader.num_workers=0 test_dataloader.persistent_workers=False {small}")
-    r = subprocess.run(["bash", "tools/device_run.sh", "train"], cwd=ROOT, env=env,
+                         f"test_dataloader.num_workers=0 test_dataloader.persistent_workers=False {small}",
+               BENCH_DEVICE="cpu", BENCH_ITERS="1", BENCH_WARMUP="0", BUDGET_S="3000",
+               BENCH_ARGS=f"--variants 3d --slices 3 --workers 0 --cfg-options {small}")
+    r = subprocess.run(["bash", "tools/device_run.sh", "train,bench"], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=600)
     log = (tmp_path / "out" / "device_run.log").read_text()
     assert r.returncode == 0, log[-3000:]
-    for step in ("train: rc=0", "test: rc=0", "froc: rc=0", "synthetic-data: rc=0"):
+    for step in ("train: rc=0", "test: rc=0", "froc: rc=0", "synthetic-data: rc=0", "bench: rc=0"):
         assert step in log, log[-3000:]
     assert "build-mmcv-cuda" not in log  # mmcv is there: no build asked for
     assert (tmp_path / "work" / "epoch_1.pth").exists()
     assert (tmp_path / "work" / "froc" / "froc.json").exists()
+    bench = json.loads((tmp_path / "out" / "bench_train.json").read_text())
+    assert bench["settings"]["data_root"] == env["DATA_DIR"]  # the training data, reused
+    assert [r["variant"] for r in bench["results"]] == ["3d"]
     with tarfile.open(tmp_path / "out" / "e2e.tar.gz") as tar:
         names = tar.getnames()
     assert "work/test/predictions.json" in names and not any(n.endswith(".pth") for n in names)
