@@ -54,11 +54,15 @@ fi
 
 # every import requirement of the downloaded wheels must be in the image or in the bundle
 log "Requires-Dist of the bundled wheels (none may be missing on the device):"
-for w in "$DEST"/*.whl; do
-  meta=$(unzip -Z1 "$w" | grep -E '^[^/]+\.dist-info/METADATA$')  # not the vendored ones
-  unzip -p "$w" "$meta" | grep '^Requires-Dist' | grep -v 'extra ==' \
-    | sed "s|^|  $(basename "$w" | cut -d- -f1): |" || true
-done
+"$PYTHON" - "$DEST" <<'PYEOF'
+import glob, os, sys, zipfile
+for w in sorted(glob.glob(os.path.join(sys.argv[1], "*.whl"))):
+    with zipfile.ZipFile(w) as z:  # the wheel's own METADATA, not those of vendored packages
+        meta = [n for n in z.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
+        for line in z.read(meta[0]).decode().splitlines():
+            if line.startswith("Requires-Dist:") and "extra ==" not in line:
+                print(f"  {os.path.basename(w).split('-')[0]}: {line[len('Requires-Dist:'):].strip()}")
+PYEOF
 size=$(du -sk "$DEST" | cut -f1)
 log "$(ls "$DEST" | wc -l) files, $((size / 1024)) MiB in $DEST (the device carries at most 64 MiB with the tree)"
 if [ "$size" -gt $((48 * 1024)) ]; then
