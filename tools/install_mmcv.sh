@@ -94,6 +94,13 @@ else
     export FORCE_CUDA=1
     # no host debug information (Python's CFLAGS carry -g): a smaller wheel to carry between machines
     export CFLAGS="${CFLAGS:-} -g0"
+    # torch's headers include cusparse.h, cublas_v2.h, ...: a CUDA install with only the compiler
+    # lacks them, torch's pip wheels bring them in the nvidia-* packages (nvcc and gcc read CPATH)
+    nv_inc=$("$PY" -c "import glob, importlib.util, os; s = importlib.util.find_spec('nvidia'); print(':'.join(p for b in (s.submodule_search_locations if s else []) for p in sorted(glob.glob(os.path.join(b, '*', 'include')))))")
+    if [ -n "$nv_inc" ]; then
+      export CPATH="$nv_inc${CPATH:+:$CPATH}"
+      log "CUDA library headers of torch's nvidia-* packages on CPATH"
+    fi
   fi
   log "compiling (MAX_JOBS=$MAX_JOBS) ..."
   # --no-build-isolation: build against the torch already installed, not a fresh download.
