@@ -64,3 +64,20 @@ def test_device_bundle_with_a_local_index(tmp_path):
     assert any(f.startswith("pycocotools-2.0.11-cp312") for f in files)
     assert "yapf: addict" in r.stdout and "sphinxlike" not in r.stdout  # extras left out
     assert "MiB in" in r.stdout
+
+
+def test_wheel_parts_join_back(tmp_path):
+    """docs/gpu.md: device_run.sh's split into 15 MiB parts, joined again with cat."""
+    wheel = tmp_path / "cache" / "mmcv-2.1.0-cp312-cp312-linux_x86_64.whl"
+    wheel.parent.mkdir()
+    wheel.write_bytes(os.urandom(31 * 2**20))
+    out = tmp_path / "out"
+    out.mkdir()
+    subprocess.run(["split", "-b", "15M", "-d", "-a", "2", str(wheel), str(out / wheel.name) + ".part-"],
+                   check=True)
+    parts = sorted(os.listdir(out))
+    assert parts == [wheel.name + f".part-0{i}" for i in range(3)]
+    assert all(os.path.getsize(out / p) <= 16 * 2**20 for p in parts)  # the device tool's limit
+    subprocess.run("cat mmcv-2.1.0-*.whl.part-* > mmcv-2.1.0-cp312-cp312-linux_x86_64.whl", shell=True,
+                   cwd=out, check=True)
+    assert (out / wheel.name).read_bytes() == wheel.read_bytes()
