@@ -257,14 +257,14 @@ def test_5d_helpers():
 
 
 def _runnable_python_blocks(path: Path) -> list:
-    text = path.read_text()
+    text = path.read_text(encoding="utf-8")
     return re.findall(r"<!-- runnable -->\n```python\n(.*?)```", text, flags=re.S)
 
 
 _DOCS_TEST = ROOT / "tests" / "test_docs.py"
 
 
-@pytest.mark.skipif(_DOCS_TEST.exists() and "docs" in _DOCS_TEST.read_text(),
+@pytest.mark.skipif(_DOCS_TEST.exists() and "docs" in _DOCS_TEST.read_text(encoding="utf-8"),
                     reason="tests/test_docs.py runs the runnable blocks of docs/")
 def test_docs_converter_examples_run():
     """Every ```python block preceded by ``<!-- runnable -->`` in docs/converter.md runs as written."""

@@ -473,7 +473,7 @@ def test_members_outside_the_layout_are_skipped_and_reported(tmp_path, capsys):
 
 def _doc_commands():
     """The shell lines of the "Downloading the images" section of docs/deeplesion.md."""
-    with open(os.path.join(ROOT, "docs", "deeplesion.md")) as f:
+    with open(os.path.join(ROOT, "docs", "deeplesion.md"), encoding="utf-8") as f:
         text = f.read()
     section = text.split("## Downloading the images", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
