@@ -46,7 +46,7 @@ OUTPUTS = ("table1.md", "table2.md", "results.json", "froc_curves.png", "runs")
 # gpu: bigger images, more data, epochs and seeds, sized for about 20 minutes on one H100.
 PROFILES: Dict[str, dict] = {
     "tiny": dict(num_volumes=10, image_size=64, epochs=1, batch_size=2, seeds=(0,)),
-    "cpu": dict(num_volumes=100, image_size=64, epochs=6, batch_size=4, seeds=(0, 1, 2)),
+    "cpu": dict(num_volumes=100, image_size=64, epochs=8, batch_size=4, seeds=(0, 1, 2)),
     "gpu": dict(num_volumes=400, image_size=96, epochs=16, batch_size=8, seeds=(0, 1, 2, 3, 4)),
 }
 
@@ -171,6 +171,10 @@ def run_one(variant: str, seed: int, config: str, run_dir: str, env: dict, opts:
     log = osp.join(run_dir, "reproduce.log")
     t0 = time.time()
     if checkpoint is None:
+        if epochs is None:  # the config's own schedule
+            from mmengine.config import Config
+
+            epochs = int(Config.fromfile(osp.join(ROOT, config)).train_cfg.max_epochs)
         final = osp.join(run_dir, f"epoch_{epochs}.pth")
         if osp.exists(final):
             print(f"  trained: {final} exists", flush=True)
@@ -310,7 +314,7 @@ def main(argv=None) -> int:
 
     runs: Dict[str, List[dict]] = {v: [] for v in variants}
     failed: List[str] = []
-    plan = [(v, s) for v in variants for s in seeds]
+    plan = [(v, s) for s in seeds for v in variants]  # seed-major: every variant early in a partial run
     t_start = time.time()
     for i, (v, s) in enumerate(plan, start=1):
         run_dir = osp.join(run_root, v, f"seed{s}")
@@ -341,8 +345,9 @@ def main(argv=None) -> int:
 
     text = write_tables(out, header, runs, tolerance, note)
     print("\n" + text)
-    print(f"wrote {out}/table1.md, table2.md, results.json and froc_curves.png "
-          f"({(time.time() - t_start) / 60:.1f} min)")
+    if any(runs.values()):
+        print(f"wrote {out}/table1.md, table2.md, results.json and froc_curves.png "
+              f"({(time.time() - t_start) / 60:.1f} min)")
     if failed:
         raise UserError(f"{len(failed)} run(s) failed: {', '.join(failed)}; see reproduce.log in each run "
                         "folder, then rerun the same command to retry them")

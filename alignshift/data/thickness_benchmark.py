@@ -99,9 +99,11 @@ class _Object:
 
 
 def _split_of(spec: BenchmarkSpec, v: int) -> int:
-    u = np.random.default_rng([spec.seed, 7, v]).random()
-    tr, va, _ = spec.split_fractions
-    return 1 if u < tr else (2 if u < tr + va else 3)
+    """Split code of volume ``v``: a seeded permutation cut at the fractions, each split >= 1 volume."""
+    rank = int(np.argsort(np.random.default_rng([spec.seed, 7]).permutation(spec.num_volumes))[v])
+    n_train = max(1, int(round(spec.split_fractions[0] * spec.num_volumes)))
+    n_val = max(1, int(round(spec.split_fractions[1] * spec.num_volumes)))
+    return 1 if rank < n_train else (2 if rank < n_train + n_val else 3)
 
 
 def _volume(spec: BenchmarkSpec, v: int):

@@ -1,16 +1,21 @@
 # The synthetic thickness benchmark (alignshift/data/thickness_benchmark.py, docs/reproduce.md):
 # configs/deeplesion/fasterrcnn_densenet_tsm_3slice.py with the benchmark's sizes. Departures from the
 # paper's config, for minutes of training: small images, no ImageNet initialisation (the objects are
-# synthetic), a 512-unit box head, fewer proposals, a short schedule, no augmentation but flips.
+# synthetic), narrower heads, fewer proposals, a short schedule, no augmentation but flips.
 # tools/reproduce.py sets the data root and the schedule of each --profile through --cfg-options.
 _base_ = ["../deeplesion/fasterrcnn_densenet_tsm_3slice.py"]
 
 data_root = "{{$THICKNESS_BENCHMARK_ROOT:data/thickness_benchmark/gpu/}}"
 max_epochs = 12
 
+# Heads 4x narrower than the paper's (128-channel features, a 256-unit box head): at 64-128 px the
+# 512-channel RPN conv and box head cost more than the backbone; every variant gets the same heads.
+feat = 128
 model = dict(
-    backbone=dict(pretrained=None),
-    roi_head=dict(bbox_head=dict(fc_out_channels=512)),
+    backbone=dict(pretrained=None, out_channels=feat),
+    rpn_head=dict(in_channels=feat, feat_channels=feat),
+    roi_head=dict(bbox_roi_extractor=dict(out_channels=feat),
+                  bbox_head=dict(in_channels=feat, fc_out_channels=256)),
     train_cfg=dict(rpn_proposal=dict(nms_pre=1000, max_per_img=300)),
     test_cfg=dict(rpn=dict(nms_pre=600, max_per_img=300)))
 
@@ -31,12 +36,13 @@ test_pipeline = [
 ]
 train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
                         dataset=dict(data_root=data_root, pipeline=train_pipeline))
-val_dataloader = dict(num_workers=0, persistent_workers=False,
-                      dataset=dict(data_root=data_root, pipeline=test_pipeline))
 test_dataloader = dict(num_workers=0, persistent_workers=False,
                        dataset=dict(data_root=data_root, pipeline=test_pipeline))
 
-# no validation during training: the benchmark is read on the test split once, at the end
+# no validation: the benchmark is read on the test split once, after training
+val_dataloader = None
+val_cfg = None
+val_evaluator = None
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs + 1)
 param_scheduler = [
     dict(type="LinearLR", start_factor=1.0 / 3, by_epoch=False, begin=0, end=50),
