@@ -65,6 +65,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--seeds", nargs="+", type=int, default=None,
                     help="training seeds (default: the profile's; --train and --snapshots: 0)")
     ap.add_argument("--profile", choices=sorted(PROFILES), default="cpu", help="size of --synthetic runs")
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="--synthetic: train this many epochs instead of the profile's (runs are kept "
+                         "apart, under runs/<profile>-e<epochs>/)")
     ap.add_argument("--gpus", type=int, default=1, help="train on N GPUs via tools/dist_train.sh")
     ap.add_argument("--data-root", default=None,
                     help="DeepLesion folder (--train/--snapshots, default data/DeepLesion) or where the "
@@ -269,12 +272,17 @@ def main(argv=None) -> int:
     if args.synthetic:
         prof = PROFILES[args.profile]
         seeds = args.seeds if args.seeds is not None else list(prof["seeds"])
-        epochs = prof["epochs"]
+        epochs = prof["epochs"] if args.epochs is None else args.epochs
+        if epochs < 1:
+            raise UsageError(f"--epochs must be >= 1, got {epochs}")
         data_root = osp.abspath(args.data_root or osp.join(ROOT, "data", "thickness_benchmark", args.profile))
         configs = {v: f"configs/synthetic/{v}.py" for v in variants}
         tolerance = 2.0 if args.tolerance is None else args.tolerance
         note = SYNTHETIC_NOTE
     else:
+        if args.epochs is not None:
+            raise UsageError("--epochs applies to --synthetic; --train uses each config's schedule "
+                             "(change it with the config)")
         seeds = args.seeds if args.seeds is not None else [0]
         epochs = None
         data_root = osp.abspath(args.data_root or osp.join(ROOT, "data", "DeepLesion"))
@@ -294,10 +302,12 @@ def main(argv=None) -> int:
     claim_output_dir(out, TOOL, force=args.force)
     record_outputs(out, TOOL, OUTPUTS)
     header = dict(source=source, profile=args.profile if args.synthetic else None,
-                  profile_sizes=PROFILES[args.profile] if args.synthetic else None,
+                  profile_sizes=dict(PROFILES[args.profile], epochs=epochs) if args.synthetic else None,
                   variants=variants, seeds=seeds, planned_runs=len(variants) * len(seeds),
                   machine=machine(), data_root=data_root)
-    run_root = osp.join(out, "runs", args.profile) if args.synthetic else osp.join(out, "runs")
+    run_root = osp.join(out, "runs")
+    if args.synthetic:
+        run_root = osp.join(run_root, args.profile + ("" if args.epochs is None else f"-e{epochs}"))
 
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     opts: List[str] = []

@@ -140,3 +140,5 @@ def test_reproduce_usage_errors(capsys):
     assert reproduce.run_cli(reproduce.main, ["--snapshots", "--out", "/tmp/nowhere-reproduce"]) == 2
     assert reproduce.run_cli(reproduce.main, ["--train", "--data-root", "/nonexistent/DeepLesion"]) == 1
     assert "deeplesion_train.json does not exist" in capsys.readouterr().err
+    assert reproduce.run_cli(reproduce.main, ["--synthetic", "--epochs", "0"]) == 2
+    assert "--epochs must be >= 1" in capsys.readouterr().err
