@@ -46,7 +46,7 @@ OUTPUTS = ("table1.md", "table2.md", "results.json", "froc_curves.png", "runs")
 # gpu: bigger images, more data, epochs and seeds, sized for about 20 minutes on one H100.
 PROFILES: Dict[str, dict] = {
     "tiny": dict(num_volumes=10, image_size=64, epochs=1, batch_size=2, seeds=(0,)),
-    "cpu": dict(num_volumes=100, image_size=64, epochs=8, batch_size=4, seeds=(0, 1, 2)),
+    "cpu": dict(num_volumes=100, image_size=64, epochs=24, batch_size=4, seeds=(0, 1, 2)),
     "gpu": dict(num_volumes=400, image_size=96, epochs=16, batch_size=8, seeds=(0, 1, 2, 3, 4)),
 }
 
@@ -66,8 +66,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="training seeds (default: the profile's; --train and --snapshots: 0)")
     ap.add_argument("--profile", choices=sorted(PROFILES), default="cpu", help="size of --synthetic runs")
     ap.add_argument("--epochs", type=int, default=None,
-                    help="--synthetic: train this many epochs instead of the profile's (runs are kept "
-                         "apart, under runs/<profile>-e<epochs>/)")
+                    help="--synthetic: train this many epochs instead of the profile's (each schedule "
+                         "keeps its runs apart, under runs/<profile>-e<epochs>/)")
     ap.add_argument("--gpus", type=int, default=1, help="train on N GPUs via tools/dist_train.sh")
     ap.add_argument("--data-root", default=None,
                     help="DeepLesion folder (--train/--snapshots, default data/DeepLesion) or where the "
@@ -307,7 +307,7 @@ def main(argv=None) -> int:
                   machine=machine(), data_root=data_root)
     run_root = osp.join(out, "runs")
     if args.synthetic:
-        run_root = osp.join(run_root, args.profile + ("" if args.epochs is None else f"-e{epochs}"))
+        run_root = osp.join(run_root, f"{args.profile}-e{epochs}")  # other schedules never mix
 
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     opts: List[str] = []
