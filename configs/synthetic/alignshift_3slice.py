@@ -1,0 +1,53 @@
+# The synthetic thickness benchmark (alignshift/data/thickness_benchmark.py, docs/reproduce.md):
+# configs/deeplesion/fasterrcnn_densenet_alignshift_3slice.py with the benchmark's sizes. Departures from the
+# paper's config, for minutes of training: small images, no ImageNet initialisation (the objects are
+# synthetic), narrower heads, fewer proposals, a short schedule, no augmentation but flips.
+# tools/reproduce.py sets the data root and the schedule of each --profile through --cfg-options.
+_base_ = ["../deeplesion/fasterrcnn_densenet_alignshift_3slice.py"]
+
+data_root = "{{$THICKNESS_BENCHMARK_ROOT:data/thickness_benchmark/gpu/}}"
+max_epochs = 12
+
+# Heads 4x narrower than the paper's (128-channel features, a 256-unit box head): at 64-128 px the
+# 512-channel RPN conv and box head cost more than the backbone; every variant gets the same heads.
+feat = 128
+model = dict(
+    backbone=dict(pretrained=None, out_channels=feat),
+    rpn_head=dict(in_channels=feat, feat_channels=feat),
+    roi_head=dict(bbox_roi_extractor=dict(out_channels=feat),
+                  bbox_head=dict(in_channels=feat, fc_out_channels=256)),
+    train_cfg=dict(rpn_proposal=dict(nms_pre=1000, max_per_img=300)),
+    test_cfg=dict(rpn=dict(nms_pre=600, max_per_img=300)))
+
+meta_keys = ("img_id", "img_path", "file_name", "ori_shape", "img_shape", "scale_factor", "flip",
+             "flip_direction", "thickness", "spacing")
+train_pipeline = [
+    dict(type="LoadDeepLesionSlices"),
+    dict(type="LoadAnnotations", with_bbox=True),
+    dict(type="Resize", scale_factor=1.0),  # the images are generated at their training size
+    dict(type="RandomFlip", prob=0.5),
+    dict(type="PackDetInputs", meta_keys=meta_keys),
+]
+test_pipeline = [
+    dict(type="LoadDeepLesionSlices"),
+    dict(type="Resize", scale_factor=1.0),  # the images are generated at their training size
+    dict(type="LoadAnnotations", with_bbox=True),
+    dict(type="PackDetInputs", meta_keys=meta_keys),
+]
+train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
+                        dataset=dict(data_root=data_root, pipeline=train_pipeline))
+test_dataloader = dict(num_workers=0, persistent_workers=False,
+                       dataset=dict(data_root=data_root, pipeline=test_pipeline))
+
+# no validation: the benchmark is read on the test split once, after training
+val_dataloader = None
+val_cfg = None
+val_evaluator = None
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs + 1)
+param_scheduler = [
+    dict(type="LinearLR", start_factor=1.0 / 3, by_epoch=False, begin=0, end=50),
+    dict(type="MultiStepLR", begin=0, end=max_epochs, by_epoch=True,
+         milestones=[int(max_epochs * 0.75)], gamma=0.1),
+]
+default_hooks = dict(logger=dict(interval=10),
+                     checkpoint=dict(interval=1, max_keep_ckpts=1))
