@@ -4,13 +4,14 @@ the published figures.
 
     python tools/reproduce.py --synthetic [--profile tiny|cpu|gpu] [--variants ...] [--seeds 0 1 2]
     python tools/reproduce.py --train [--data-root data/DeepLesion] [--gpus N] [--variants ...]
-    python tools/reproduce.py --snapshots --checkpoints DIR [--data-root data/DeepLesion]
+    python tools/reproduce.py --snapshots [--checkpoints checkpoints/] [--data-root data/DeepLesion]
 
 Sources of results:
   --synthetic  the synthetic thickness benchmark (alignshift/data/thickness_benchmark.py,
                docs/reproduce.md), configs/synthetic/<variant>.py, sized by --profile
   --train      the seven published recipes, configs/deeplesion/*.py, on DeepLesion
-  --snapshots  converted published checkpoints DIR/<variant>.pth, tested on DeepLesion
+  --snapshots  the model zoo: checkpoints/<variant>.pth from tools/download.py, tested on DeepLesion
+               with configs/deeplesion/official/<variant>.py
 
 Writes OUT/table1.md, table2.md, results.json and froc_curves.png (OUT defaults to
 work_dirs/reproduce/<source>), and each run under OUT/runs/. Resumable: a finished run (its
@@ -72,7 +73,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--data-root", default=None,
                     help="DeepLesion folder (--train/--snapshots, default data/DeepLesion) or where the "
                          "benchmark is written (--synthetic, default data/thickness_benchmark/<profile>)")
-    ap.add_argument("--checkpoints", default=None, help="--snapshots: folder with <variant>.pth")
+    ap.add_argument("--checkpoints", default=None,
+                    help="--snapshots: folder with <variant>.pth, as tools/download.py writes them "
+                         "(default checkpoints/)")
     ap.add_argument("--out", default=None, help="output folder (default work_dirs/reproduce/<source>)")
     ap.add_argument("--tolerance", type=float, default=None,
                     help="mark cells whose |measured - published| exceeds this many points "
@@ -84,14 +87,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+def _official_variants() -> List[str]:
+    """Variants with a published snapshot: an inference config in configs/deeplesion/official/."""
+    official = osp.join(ROOT, "configs", "deeplesion", "official")
+    return [v for v in ALL_VARIANTS if osp.isfile(osp.join(official, f"{v}.py"))]
+
+
 def _variants(args) -> List[str]:
+    known = _official_variants() if args.snapshots else list(ALL_VARIANTS)
     if not args.variants:
-        return list(MAIN_VARIANTS if args.synthetic else ALL_VARIANTS)
+        return list(MAIN_VARIANTS if args.synthetic else known)
     if args.variants == ["all"]:
-        return list(ALL_VARIANTS)
-    bad = [v for v in args.variants if v not in ALL_VARIANTS]
+        return known
+    bad = [v for v in args.variants if v not in known]
     if bad:
-        raise UsageError(f"--variants: unknown {', '.join(bad)}; expected some of {', '.join(ALL_VARIANTS)} "
+        raise UsageError(f"--variants: unknown {', '.join(bad)}; expected some of {', '.join(known)} "
                          "or 'all'")
     return list(dict.fromkeys(args.variants))
 
@@ -260,15 +270,15 @@ def main(argv=None) -> int:
                                            "deeplesion" if args.train else source))
     if args.gpus < 1:
         raise UsageError(f"--gpus must be >= 1, got {args.gpus}")
+    if args.snapshots:
+        args.checkpoints = osp.abspath(args.checkpoints or "checkpoints")
     if args.snapshots and not args.tables_only:
-        if not args.checkpoints:
-            raise UsageError("--snapshots needs --checkpoints DIR holding <variant>.pth (converted published "
-                             "checkpoints)")
         missing = [osp.join(args.checkpoints, f"{v}.pth") for v in variants
                    if not osp.isfile(osp.join(args.checkpoints, f"{v}.pth"))]
         if missing:
-            raise UserError(f"checkpoint {missing[0]} does not exist ({len(missing)} missing); "
-                            "expected one <variant>.pth per variant in --checkpoints")
+            names = " ".join(osp.basename(m)[:-4] for m in missing)
+            raise UserError(f"checkpoint {missing[0]} does not exist ({len(missing)} missing); fetch and "
+                            f"convert them with: python tools/download.py download NAME (for {names})")
     if args.synthetic:
         prof = PROFILES[args.profile]
         seeds = args.seeds if args.seeds is not None else list(prof["seeds"])
@@ -286,7 +296,8 @@ def main(argv=None) -> int:
         seeds = args.seeds if args.seeds is not None else [0]
         epochs = None
         data_root = osp.abspath(args.data_root or osp.join(ROOT, "data", "DeepLesion"))
-        configs = {v: f"configs/deeplesion/fasterrcnn_densenet_{v}.py" for v in variants}
+        configs = {v: (f"configs/deeplesion/official/{v}.py" if args.snapshots
+                       else f"configs/deeplesion/fasterrcnn_densenet_{v}.py") for v in variants}
         tolerance = 2.0 if args.tolerance is None else args.tolerance
         note = ("Measured on the official DeepLesion test split." if args.train else
                 "Converted published checkpoints on the official DeepLesion test split.")

@@ -137,7 +137,13 @@ def test_reproduce_usage_errors(capsys):
 
     assert reproduce.run_cli(reproduce.main, ["--synthetic", "--variants", "resnet"]) == 2
     assert "unknown resnet" in capsys.readouterr().err
-    assert reproduce.run_cli(reproduce.main, ["--snapshots", "--out", "/tmp/nowhere-reproduce"]) == 2
+    assert reproduce.run_cli(reproduce.main, ["--snapshots", "--checkpoints", "/nonexistent/ckpts",
+                                              "--out", "/tmp/nowhere-reproduce"]) == 1
+    err = capsys.readouterr().err
+    assert "tsm_3slice.pth does not exist (4 missing)" in err and "tools/download.py download" in err
+    # snapshots exist for the zoo's models only (configs/deeplesion/official/)
+    assert reproduce.run_cli(reproduce.main, ["--snapshots", "--variants", "2.5d_3slice"]) == 2
+    assert "expected some of tsm_3slice" in capsys.readouterr().err
     assert reproduce.run_cli(reproduce.main, ["--train", "--data-root", "/nonexistent/DeepLesion"]) == 1
     assert "deeplesion_train.json does not exist" in capsys.readouterr().err
     assert reproduce.run_cli(reproduce.main, ["--synthetic", "--epochs", "0"]) == 2
