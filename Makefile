@@ -23,8 +23,9 @@ reproduce: env
 lint: env
 	$(VENV)/bin/ruff check .
 
+# UTF-8 mode: a library that resets LC_CTYPE to "C" must not turn the docs' text into ASCII errors.
 test: env lint
-	$(PY) -m pytest -q tests
+	PYTHONUTF8=1 $(PY) -m pytest -q tests
 
 bench: env
 	$(PY) benchmarks/bench_ops.py

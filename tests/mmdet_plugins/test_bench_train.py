@@ -36,7 +36,7 @@ def test_bench_train_tiny_cpu(bench_train, tmp_path, capsys):
     assert rc == 0
     text = capsys.readouterr().out
     assert "AMP skipped" in text  # --amp both on a CPU: only AMP off, with a note
-    data = json.loads(out.read_text())
+    data = json.loads(out.read_text(encoding="utf-8"))
     assert data["format"] == "alignshift-bench-train/1"
     assert data["settings"]["image_size"] == 64 and data["notes"]
     rows = data["results"]
@@ -84,14 +84,14 @@ def test_device_run_dry_run_on_cpu(tmp_path):
                BENCH_ARGS=f"--variants 3d --slices 3 --workers 0 --cfg-options {small}")
     r = subprocess.run(["bash", "tools/device_run.sh", "train,bench"], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=600)
-    log = (tmp_path / "out" / "device_run.log").read_text()
+    log = (tmp_path / "out" / "device_run.log").read_text(encoding="utf-8")
     assert r.returncode == 0, log[-3000:]
     for step in ("train: rc=0", "test: rc=0", "froc: rc=0", "synthetic-data: rc=0", "bench: rc=0"):
         assert step in log, log[-3000:]
     assert "build-mmcv-cuda" not in log  # mmcv is there: no build asked for
     assert (tmp_path / "work" / "epoch_1.pth").exists()
     assert (tmp_path / "work" / "froc" / "froc.json").exists()
-    bench = json.loads((tmp_path / "out" / "bench_train.json").read_text())
+    bench = json.loads((tmp_path / "out" / "bench_train.json").read_text(encoding="utf-8"))
     assert bench["settings"]["data_root"] == env["DATA_DIR"]  # the training data, reused
     assert [r["variant"] for r in bench["results"]] == ["3d"]
     with tarfile.open(tmp_path / "out" / "e2e.tar.gz") as tar:
