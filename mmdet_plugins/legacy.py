@@ -25,7 +25,6 @@ from mmdet.registry import MODELS, TASK_UTILS, TRANSFORMS
 from mmdet.structures.bbox import HorizontalBoxes, get_box_tensor
 from torch import Tensor
 
-from alignshift.data.deeplesion import DEFAULT_WINDOW, window
 from alignshift.zoo.boxes import v1_base_anchors, v1_delta2bbox
 from alignshift.zoo.slices import PUBLISHED_VARIANTS, load_published_multislice
 
@@ -105,17 +104,10 @@ class LoadDeepLesionSlicesV1(LoadDeepLesionSlices):
         super().__init__(num_slices=num_slices, norm_interval=norm_interval, window=window)
         self.variant = variant
 
-    def transform(self, results: dict) -> dict:
-        path = results["img_path"].replace("\\", "/")
-        image_dir, series, name = path.rsplit("/", 2)
-        hu = load_published_multislice(image_dir, f"{series}/{name}", float(results["thickness"]),
-                                       int(self._opt(results, "num_slices", 7)),
-                                       float(self._opt(results, "norm_interval", 2.0)), self.variant)
-        img = window(hu, tuple(self._opt(results, "window", DEFAULT_WINDOW)))
-        results["img"] = img
-        results["img_shape"] = img.shape[:2]
-        results["ori_shape"] = img.shape[:2]
-        return results
+    def _load_hu(self, results: dict, image_dir: str, file_name: str):
+        return load_published_multislice(image_dir, file_name, float(results["thickness"]),
+                                         int(self._opt(results, "num_slices", 7)),
+                                         float(self._opt(results, "norm_interval", 2.0)), self.variant)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(variant={self.variant!r}, {self.overrides})"

@@ -31,13 +31,17 @@ class LoadDeepLesionSlices(BaseTransform):
         val = self.overrides[key]
         return val if val is not None else results.get(key, default)
 
+    def _load_hu(self, results: dict, image_dir: str, file_name: str):
+        """The slices in HU, ``(H, W, D)``."""
+        return load_multislice(image_dir, file_name, float(results["thickness"]),
+                               int(self._opt(results, "num_slices", 7)),
+                               float(self._opt(results, "norm_interval", 2.0)),
+                               bool(self._opt(results, "interpolate", True)))
+
     def transform(self, results: dict) -> dict:
         path = results["img_path"].replace("\\", "/")
         image_dir, series, name = path.rsplit("/", 2)
-        hu = load_multislice(image_dir, f"{series}/{name}", float(results["thickness"]),
-                             int(self._opt(results, "num_slices", 7)),
-                             float(self._opt(results, "norm_interval", 2.0)),
-                             bool(self._opt(results, "interpolate", True)))
+        hu = self._load_hu(results, image_dir, f"{series}/{name}")
         img = window(hu, tuple(self._opt(results, "window", DEFAULT_WINDOW)))
         results["img"] = img
         results["img_shape"] = img.shape[:2]

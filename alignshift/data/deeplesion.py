@@ -262,6 +262,17 @@ def read_hu(path: str) -> np.ndarray:
     return _read_hu_int16(path).astype(np.float32)
 
 
+def _offset_weights(off: float) -> List[Tuple[int, float]]:
+    """The ``(slice offset, weight)`` pairs that linear interpolation takes for a fractional offset."""
+    lo = math.floor(off + 1e-9)
+    frac = off - lo
+    if frac < 1e-6:
+        return [(lo, 1.0)]
+    if frac > 1 - 1e-6:
+        return [(lo + 1, 1.0)]
+    return [(lo, 1.0 - frac), (lo + 1, frac)]
+
+
 def _neighbour_plan(num_slices: int, slice_interval: float, norm_interval: float,
                     interpolate: bool) -> List[float]:
     """Offsets in slice units from the key slice, one per output channel."""
@@ -309,16 +320,8 @@ def multislice_plan(image_dir: str, file_name: str, slice_interval: float, num_s
     index = {key: 0}
     entries = []  # (slice row, channel, weight)
     for c, off in enumerate(offsets):
-        lo = math.floor(off + 1e-9)
-        frac = off - lo
-        if frac < 1e-6:
-            parts = [(key + lo, 1.0)]
-        elif frac > 1 - 1e-6:
-            parts = [(key + lo + 1, 1.0)]
-        else:
-            parts = [(key + lo, 1.0 - frac), (key + lo + 1, frac)]
-        for i, w in parts:
-            entries.append((index.setdefault(nearest_existing(i), len(index)), c, w))
+        for d, w in _offset_weights(off):
+            entries.append((index.setdefault(nearest_existing(key + d), len(index)), c, w))
     mix = np.zeros((len(index), num_slices), np.float32)
     for k, c, w in entries:
         mix[k, c] += w

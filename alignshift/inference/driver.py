@@ -16,14 +16,13 @@ box convention, where a coordinate is a pixel index).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
-from ..data.deeplesion import DEFAULT_WINDOW, _neighbour_plan, window
+from ..data.deeplesion import DEFAULT_WINDOW, _neighbour_plan, _offset_weights, window
 
 __all__ = ["Detector", "PreprocessConfig", "neighbour_mix", "resize_keep_ratio", "prepare_slice",
            "run_detector"]
@@ -72,15 +71,7 @@ def neighbour_mix(key: int, num_volume_slices: int, slice_interval: float, cfg: 
     last = num_volume_slices - 1
     chans = []
     for off in offsets:
-        lo = math.floor(off + 1e-9)
-        frac = off - lo
-        if frac < 1e-6:
-            parts = [(key + lo, 1.0)]
-        elif frac > 1 - 1e-6:
-            parts = [(key + lo + 1, 1.0)]
-        else:
-            parts = [(key + lo, 1.0 - frac), (key + lo + 1, frac)]
-        chans.append([(min(max(i, 0), last), w) for i, w in parts])
+        chans.append([(min(max(key + d, 0), last), w) for d, w in _offset_weights(off)])
     return chans
 
 
