@@ -100,16 +100,25 @@ class UnsupportedLayerError(TypeError):
     """A layer of the 2D model has no 3D counterpart known to the converter."""
 
 
-def adapt_in_channels(weight: Tensor, in_channels: int) -> Tensor:
+def adapt_in_channels(weight: Tensor, in_channels: int, mode: str = "mean") -> Tensor:
     """Adapt a first-conv weight ``(O, C, K, K)`` to ``in_channels`` inputs.
 
-    1 channel: the mean over the pretrained input channels (for RGB, the mean of R, G and B; the
-    response to a grey image then scales by 1/3, which the following norm layer absorbs).
-    N channels: the pretrained channels tiled cyclically, each copy divided by the number of copies
-    of its source channel, so a grey image repeated over the N inputs gives exactly the pretrained
-    response (for N = 3k this is a rescale by 3 / N).
+    ``mode='mean'``: 1 channel takes the mean over the pretrained input channels (for RGB, the mean
+    of R, G and B; the response to a grey image then scales by 1/3, which the following norm layer
+    absorbs). N channels take the pretrained channels tiled cyclically from the first, each copy
+    divided by the number of copies of its source channel, so a grey image repeated over the N
+    inputs gives exactly the pretrained response (for N = 3k this is a rescale by 3 / N).
+
+    ``mode='center'`` (the published AlignShift code): the pretrained middle channel (green for
+    RGB) goes to the middle input and the others cycle around it, unscaled: 1 channel takes G
+    alone, 3 take R G B, 7 take G B R G B R G.
     """
     c = weight.shape[1]
+    if mode not in ("mean", "center"):
+        raise ValueError(f"mode must be 'mean' or 'center', got {mode!r}")
+    if mode == "center":
+        idx = (torch.arange(in_channels) - in_channels // 2 + c // 2) % c
+        return weight[:, idx].clone()
     if in_channels == c:
         return weight.clone()
     if in_channels == 1:

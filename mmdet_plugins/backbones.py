@@ -34,11 +34,11 @@ class DenseNet3DBackbone(_PretrainedMixin, BaseModule):
     def __init__(self, conv: str = "alignshift", num_slices: int = 7, out_channels: int = 512,
                  pretrained: Optional[str] = None, memory_efficient: bool = False,
                  conv_cfg: Optional[Dict] = None, shift_transitions: bool = False,
-                 init_cfg=None) -> None:
+                 first_conv_init: str = "mean", neck_init: str = "default", init_cfg=None) -> None:
         super().__init__(init_cfg)
         self.pretrained = pretrained
         self.net = DenseNetBackbone3D(conv, num_slices, out_channels, None, memory_efficient,
-                                      conv_cfg, shift_transitions)
+                                      conv_cfg, shift_transitions, first_conv_init, neck_init)
 
     def forward(self, x: Tensor, thickness: Optional[Tensor] = None) -> Tuple[Tensor]:
         return (self.net(x, thickness),)
@@ -53,10 +53,11 @@ class DenseNet25DBackbone(_PretrainedMixin, BaseModule):
 
     def __init__(self, num_slices: int = 3, out_channels: int = 512,
                  pretrained: Optional[str] = None, memory_efficient: bool = False,
-                 init_cfg=None) -> None:
+                 first_conv_init: str = "mean", neck_init: str = "default", init_cfg=None) -> None:
         super().__init__(init_cfg)
         self.pretrained = pretrained
-        self.net = DenseNetBackbone25D(num_slices, out_channels, None, memory_efficient)
+        self.net = DenseNetBackbone25D(num_slices, out_channels, None, memory_efficient,
+                                       first_conv_init, neck_init)
 
     def forward(self, x: Tensor, thickness: Optional[Tensor] = None) -> Tuple[Tensor]:
         return (self.net(x, thickness),)

@@ -58,13 +58,25 @@ class RandomShiftScaleRotate(BaseTransform):
 
     Boxes become the axis-aligned hull of their transformed corners. A draw that would push a
     box outside the image is redrawn (up to ``max_tries``, else the sample is left unchanged), so
-    no lesion is ever dropped or cut.
+    no lesion is ever dropped or cut. ``interpolation`` ('bilinear' or 'bicubic') and ``border``
+    ('constant' zeros or 'reflect_101') choose the resampling; the published recipe used
+    albumentations' ``ShiftScaleRotate`` with bicubic and reflect-101.
     """
 
+    _INTERPOLATIONS = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
+    _BORDERS = {"constant": cv2.BORDER_CONSTANT, "reflect_101": cv2.BORDER_REFLECT_101}
+
     def __init__(self, shift_limit: float = 0.0625, scale_limit: float = 0.1,
-                 rotate_limit: float = 15.0, prob: float = 0.5, max_tries: int = 10) -> None:
+                 rotate_limit: float = 15.0, prob: float = 0.5, max_tries: int = 10,
+                 interpolation: str = "bilinear", border: str = "constant") -> None:
         self.shift_limit, self.scale_limit, self.rotate_limit = shift_limit, scale_limit, rotate_limit
         self.prob, self.max_tries = prob, max_tries
+        if interpolation not in self._INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {sorted(self._INTERPOLATIONS)}, "
+                             f"got {interpolation!r}")
+        if border not in self._BORDERS:
+            raise ValueError(f"border must be one of {sorted(self._BORDERS)}, got {border!r}")
+        self.interpolation, self.border = interpolation, border
 
     def _matrix(self, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
         angle = rng.uniform(-self.rotate_limit, self.rotate_limit)
@@ -99,7 +111,8 @@ class RandomShiftScaleRotate(BaseTransform):
         else:
             return results
         chans = [cv2.warpAffine(np.ascontiguousarray(img[..., i:i + 4]), m, (w, h),
-                                flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                                flags=self._INTERPOLATIONS[self.interpolation],
+                                borderMode=self._BORDERS[self.border], borderValue=0)
                  for i in range(0, img.shape[2], 4)]
         chans = [c[..., None] if c.ndim == 2 else c for c in chans]
         results["img"] = np.concatenate(chans, axis=2).astype(img.dtype, copy=False)
@@ -109,6 +122,7 @@ class RandomShiftScaleRotate(BaseTransform):
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(shift_limit={self.shift_limit}, scale_limit="
-                f"{self.scale_limit}, rotate_limit={self.rotate_limit}, prob={self.prob})")
+                f"{self.scale_limit}, rotate_limit={self.rotate_limit}, prob={self.prob}, "
+                f"interpolation={self.interpolation!r}, border={self.border!r})")
 
 

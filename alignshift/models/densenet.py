@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 DENSENET121_URL = "https://download.pytorch.org/models/densenet121-a639ec97.pth"
+NECK_INITS = ("default", "published")
 GROWTH, BN_SIZE, BLOCKS, INIT_FEATURES = 32, 4, (6, 12, 24), 64
 
 
@@ -149,13 +150,15 @@ def imagenet_weights_file(url: str = DENSENET121_URL, model_dir: Optional[str] =
 
 
 def load_imagenet_weights(body: nn.Module, checkpoint: str = DENSENET121_URL,
-                          model_dir: Optional[str] = None, progress: bool = True) -> List[str]:
+                          model_dir: Optional[str] = None, progress: bool = True,
+                          first_conv_init: str = "mean") -> List[str]:
     """Load torchvision's ImageNet DenseNet-121 weights (a path or URL) into ``body``.
 
     ``body`` is a :class:`TruncatedDenseNet2d` or its 3D conversion (same parameter names).
     URLs go through ``torch.hub`` (cached under ``model_dir``, default ``$TORCH_HOME/hub``).
     Dense block 4, the final norm and the classifier are not used. The first conv is adapted
-    (:func:`~alignshift.converter.adapt_in_channels`) when ``body`` has other than 3 inputs.
+    (:func:`~alignshift.converter.adapt_in_channels` with ``mode=first_conv_init``: 'mean' or
+    'center', the published green-channel choice) when ``body`` has other than 3 inputs.
     Returns the checkpoint keys that were not used.
     """
     if re.match(r"^[a-z]+://", checkpoint):
@@ -173,7 +176,7 @@ def load_imagenet_weights(body: nn.Module, checkpoint: str = DENSENET121_URL,
             unused.append(k)
             continue
         if key == "features.conv0.weight" and v.shape != own[key].shape:
-            v = adapt_in_channels(v, own[key].shape[1])
+            v = adapt_in_channels(v, own[key].shape[1], first_conv_init)
         if v.shape != own[key].shape:
             raise ValueError(f"checkpoint {checkpoint}: '{k}' has shape {tuple(v.shape)}, "
                              f"the model expects {tuple(own[key].shape)}")
@@ -187,12 +190,24 @@ def load_imagenet_weights(body: nn.Module, checkpoint: str = DENSENET121_URL,
     return unused
 
 
+def _check_choice(name: str, value: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
 class _TopDown(nn.Module):
     """1x1 laterals to ``out_channels`` and a nearest-upsampling top-down sum to the finest map."""
 
     def __init__(self, in_channels: Sequence[int], out_channels: int = 512) -> None:
         super().__init__()
         self.laterals = nn.ModuleList(nn.Conv2d(c, out_channels, 1) for c in in_channels)
+
+    def published_init(self) -> None:
+        """The published laterals' initialisation: Kaiming uniform (a=1), zero bias."""
+        for lat in self.laterals:
+            nn.init.kaiming_uniform_(lat.weight, a=1)
+            nn.init.zeros_(lat.bias)
 
     def forward(self, feats: Sequence[Tensor]) -> Tensor:
         """feats: finest first, each (B, C_i, H_i, W_i) -> (B, out_channels, H_0, W_0)."""
@@ -206,20 +221,31 @@ class DenseNetBackbone25D(nn.Module):
     """2.5D baseline: the slices are the input channels of a 2D truncated DenseNet-121.
 
     forward: x (B, D, H, W), thickness ignored -> (B, 512, H/4, W/4).
+
+    ``first_conv_init`` says how ImageNet's RGB conv0 becomes the ``num_slices``-input one
+    (:func:`~alignshift.converter.adapt_in_channels`): 'mean' (tiled, rescaled) or 'center'
+    (tiled around green, unscaled, as published). ``neck_init`` 'published' initialises the
+    laterals as the published code did (Kaiming uniform, a=1, zero bias); 'default' keeps
+    PyTorch's.
     """
 
     def __init__(self, num_slices: int = 3, out_channels: int = 512,
-                 pretrained: Optional[str] = None, memory_efficient: bool = False) -> None:
+                 pretrained: Optional[str] = None, memory_efficient: bool = False,
+                 first_conv_init: str = "mean", neck_init: str = "default") -> None:
         super().__init__()
         self.num_slices = num_slices
+        self.first_conv_init = _check_choice("first_conv_init", first_conv_init, ("mean", "center"))
+        self.neck_init = _check_choice("neck_init", neck_init, NECK_INITS)
         self.body = TruncatedDenseNet2d(num_slices, memory_efficient)
         self.top_down = _TopDown(TruncatedDenseNet2d.out_channels, out_channels)
+        if neck_init == "published":
+            self.top_down.published_init()
         if pretrained:
             self.load_pretrained(pretrained)
 
     def load_pretrained(self, checkpoint: str = DENSENET121_URL) -> List[str]:
         """ImageNet DenseNet-121 weights into the body (first conv tiled over the slices)."""
-        return load_imagenet_weights(self.body, checkpoint)
+        return load_imagenet_weights(self.body, checkpoint, first_conv_init=self.first_conv_init)
 
     def forward(self, x: Tensor, thickness: Optional[Tensor] = None) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.num_slices:
@@ -235,13 +261,20 @@ class DenseNetBackbone3D(nn.Module):
 
     As in the published TSM/AlignShift/A3D backbones, the stem conv and the two transition convs
     do not mix depth (``shift_transitions=True`` lets the transitions shift too); every conv of
-    the dense layers does.
+    the dense layers does. ``first_conv_init`` makes ImageNet's RGB conv0 a one-input conv: 'mean'
+    of R, G and B, or 'center' (the green filter, as published). ``neck_init`` 'default' starts each
+    depth reduction as a copy of the key slice, so the pretrained 2D features reach the heads
+    unchanged; 'published' draws the reductions Kaiming-normal (zero bias) and the laterals
+    Kaiming-uniform (a=1), as the published code did.
     """
 
     def __init__(self, conv: str = "alignshift", num_slices: int = 7, out_channels: int = 512,
                  pretrained: Optional[str] = None, memory_efficient: bool = False,
-                 conv_cfg: Optional[Dict] = None, shift_transitions: bool = False) -> None:
+                 conv_cfg: Optional[Dict] = None, shift_transitions: bool = False,
+                 first_conv_init: str = "mean", neck_init: str = "default") -> None:
         super().__init__()
+        self.first_conv_init = _check_choice("first_conv_init", first_conv_init, ("mean", "center"))
+        self.neck_init = _check_choice("neck_init", neck_init, NECK_INITS)
         if conv not in CONV_TYPES:
             raise ValueError(f"conv must be one of {sorted(CONV_TYPES)}, got {conv!r}")
         self.conv, self.num_slices = conv, num_slices
@@ -254,13 +287,19 @@ class DenseNetBackbone3D(nn.Module):
         self.reductions = nn.ModuleList(
             nn.Conv3d(c, c, (num_slices, 1, 1)) for c in TruncatedDenseNet2d.out_channels)
         self.top_down = _TopDown(TruncatedDenseNet2d.out_channels, out_channels)
-        self.reset_reductions()
+        if neck_init == "published":
+            for red in self.reductions:
+                nn.init.kaiming_normal_(red.weight)
+                nn.init.zeros_(red.bias)
+            self.top_down.published_init()
+        else:
+            self.reset_reductions()
         if pretrained:
             self.load_pretrained(pretrained)
 
     def load_pretrained(self, checkpoint: str = DENSENET121_URL) -> List[str]:
-        """ImageNet DenseNet-121 weights into the converted body (first conv: RGB mean)."""
-        return load_imagenet_weights(self.body.model, checkpoint)
+        """ImageNet DenseNet-121 weights into the converted body (first conv: ``first_conv_init``)."""
+        return load_imagenet_weights(self.body.model, checkpoint, first_conv_init=self.first_conv_init)
 
     def reset_reductions(self) -> None:
         """Initialise each depth reduction to copy the key slice."""

@@ -128,6 +128,23 @@ def test_load_imagenet_weights_from_url(torchvision_checkpoint, tmp_path):
         server.shutdown()
 
 
+@pytest.mark.parametrize("cls", [DenseNetBackbone3D, DenseNetBackbone25D])
+def test_first_conv_init_center_takes_green(torchvision_checkpoint, cls):
+    path, state = torchvision_checkpoint
+    rgb = state["features.conv0.weight"]
+    if cls is DenseNetBackbone3D:
+        net = cls("tsm", num_slices=3, first_conv_init="center")
+        net.load_pretrained(str(path))
+        got, want = net.body.model.state_dict()["features.conv0.weight"], rgb[:, 1:2]
+    else:
+        net = cls(num_slices=7, first_conv_init="center")
+        net.load_pretrained(str(path))
+        got, want = net.body.state_dict()["features.conv0.weight"], rgb[:, [1, 2, 0, 1, 2, 0, 1]]
+    torch.testing.assert_close(got, want)
+    with pytest.raises(ValueError, match="first_conv_init"):
+        cls(first_conv_init="green")
+
+
 def test_load_rejects_wrong_checkpoint(tmp_path):
     path = tmp_path / "resnet.pth"
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
@@ -142,3 +159,18 @@ def test_pretrained_into_3d_backbone(torchvision_checkpoint, conv):
     _check_loaded(net.body.model, state)
     net25 = DenseNetBackbone25D(num_slices=3, pretrained=str(path))
     _check_loaded(net25.body, state)
+
+
+def test_neck_init_published_is_random_with_zero_bias():
+    torch.manual_seed(0)
+    ours = DenseNetBackbone3D("tsm", num_slices=3)
+    pub = DenseNetBackbone3D("tsm", num_slices=3, neck_init="published")
+    red = ours.reductions[0].weight  # (C, C, D, 1, 1): a copy of the key slice
+    assert torch.equal(red[:, :, 1].squeeze(-1).squeeze(-1), torch.eye(red.shape[0]))
+    for m in list(pub.reductions) + list(pub.top_down.laterals):
+        assert torch.count_nonzero(m.bias) == 0 and m.weight.std() > 0
+    assert not torch.equal(pub.reductions[0].weight, red)
+    net25 = DenseNetBackbone25D(num_slices=3, neck_init="published")
+    assert all(torch.count_nonzero(lat.bias) == 0 for lat in net25.top_down.laterals)
+    with pytest.raises(ValueError, match="neck_init"):
+        DenseNetBackbone3D("tsm", num_slices=3, neck_init="kaiming")

@@ -179,6 +179,16 @@ def test_in_channels_adaptation():
     assert net(torch.randn(1, 1, 3, 8, 8)).shape == (1, 4, 3, 6, 6)
 
 
+def test_in_channels_center_mode_is_the_published_tiling():
+    w = torch.randn(8, 3, 3, 3)
+    torch.testing.assert_close(adapt_in_channels(w, 1, "center"), w[:, 1:2])  # green alone
+    torch.testing.assert_close(adapt_in_channels(w, 3, "center"), w)
+    g, b, r = w[:, 1:2], w[:, 2:3], w[:, 0:1]
+    torch.testing.assert_close(adapt_in_channels(w, 7, "center"), torch.cat([g, b, r, g, b, r, g], 1))
+    with pytest.raises(ValueError, match="'mean' or 'center'"):
+        adapt_in_channels(w, 1, "green")
+
+
 def test_pools_norms_and_upsample_convert():
     model = nn.Sequential(
         nn.Conv2d(2, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
