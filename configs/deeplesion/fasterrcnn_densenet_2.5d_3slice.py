@@ -8,7 +8,12 @@ _base_ = [
 num_slices = 3
 interpolate = True
 model = dict(backbone=dict(type="DenseNet25DBackbone", num_slices=num_slices, _delete_=True,
-                  pretrained="https://download.pytorch.org/models/densenet121-a639ec97.pth"))
-train_dataloader = dict(dataset=dict(num_slices=num_slices, interpolate=interpolate))
+                           pretrained="https://download.pytorch.org/models/densenet121-a639ec97.pth",
+                           first_conv_init="center", neck_init="published"),
+             test_cfg=dict(rcnn=dict(score_thr=0.005)))  # the published 2.5D threshold
+# the published 2.5D batch: 16 images per GPU (4 GPUs, lr 0.02)
+train_dataloader = dict(batch_size=16, dataset=dict(num_slices=num_slices, interpolate=interpolate))
 val_dataloader = dict(dataset=dict(num_slices=num_slices, interpolate=interpolate))
 test_dataloader = dict(dataset=dict(num_slices=num_slices, interpolate=interpolate))
+# the published total batch (4 GPUs) for lr 0.02: tools/train.py --auto-scale-lr scales from it
+auto_scale_lr = dict(enable=False, base_batch_size=64)

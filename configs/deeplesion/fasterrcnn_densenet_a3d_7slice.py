@@ -7,7 +7,13 @@ _base_ = [
 ]
 num_slices = 7
 interpolate = True
-model = dict(backbone=dict(conv="a3d", num_slices=num_slices))
-train_dataloader = dict(dataset=dict(num_slices=num_slices, interpolate=interpolate))
+model = dict(backbone=dict(conv="a3d", num_slices=num_slices),
+             test_cfg=dict(rcnn=dict(score_thr=5e-5)))  # the published threshold
+# the published A3D batch: 1 image per GPU (4 GPUs, lr 0.02)
+train_dataloader = dict(batch_size=1, dataset=dict(num_slices=num_slices, interpolate=interpolate))
 val_dataloader = dict(dataset=dict(num_slices=num_slices, interpolate=interpolate))
 test_dataloader = dict(dataset=dict(num_slices=num_slices, interpolate=interpolate))
+# The published 3D backbones use SyncBN; mmengine converts the BatchNorms when training on N GPUs.
+sync_bn = "torch"
+# the published total batch (4 GPUs) for lr 0.02: tools/train.py --auto-scale-lr scales from it
+auto_scale_lr = dict(enable=False, base_batch_size=4)

@@ -11,3 +11,7 @@ model = dict(backbone=dict(conv="alignshift", num_slices=num_slices))
 train_dataloader = dict(dataset=dict(num_slices=num_slices, interpolate=interpolate))
 val_dataloader = dict(dataset=dict(num_slices=num_slices, interpolate=interpolate))
 test_dataloader = dict(dataset=dict(num_slices=num_slices, interpolate=interpolate))
+# The published 3D backbones use SyncBN; mmengine converts the BatchNorms when training on N GPUs.
+sync_bn = "torch"
+# the published total batch (4 GPUs) for lr 0.02: tools/train.py --auto-scale-lr scales from it
+auto_scale_lr = dict(enable=False, base_batch_size=8)

@@ -7,11 +7,18 @@ data_root = "{{$DEEPLESION_ROOT:data/synthetic_deeplesion/}}"
 img_scale = (128, 128)
 max_epochs = 10
 
+# mmdet 3's anchors, box coder, RoIAlign and NMS, with which the demo's figure was measured (the
+# paper configs use mmdet 1.x's).
 model = dict(
-    backbone=dict(pretrained=None),
-    roi_head=dict(bbox_head=dict(fc_out_channels=512)),
-    train_cfg=dict(rpn_proposal=dict(nms_pre=1000, max_per_img=300)),
-    test_cfg=dict(rpn=dict(nms_pre=600, max_per_img=300)))
+    backbone=dict(pretrained=None, neck_init="default"),
+    rpn_head=dict(anchor_generator=dict(type="AnchorGenerator"), bbox_coder=dict(type="DeltaXYWHBBoxCoder")),
+    roi_head=dict(bbox_roi_extractor=dict(type="SingleRoIExtractor", roi_layer=dict(aligned=True)),
+                  bbox_head=dict(fc_out_channels=512, reg_class_agnostic=True,
+                                 bbox_coder=dict(type="DeltaXYWHBBoxCoder"))),
+    train_cfg=dict(rpn_proposal=dict(nms_pre=1000, max_per_img=300, min_bbox_size=0,
+                                     nms=dict(offset=0))),
+    test_cfg=dict(rpn=dict(nms_pre=600, max_per_img=300, min_bbox_size=0, nms=dict(offset=0)),
+                  rcnn=dict(nms=dict(offset=0))))
 
 meta_keys = ("img_id", "img_path", "file_name", "ori_shape", "img_shape", "scale_factor", "flip",
              "flip_direction", "thickness", "spacing")

@@ -179,3 +179,65 @@ def test_metric_matches_core_froc(tmp_path, mmdet_registered):
         assert res[f"{subset}_avg"] == pytest.approx(want[subset]["avg"], abs=1e-6)
     for f in ("froc.png", "froc_table.txt", "froc.json", "p.json"):
         assert (tmp_path / f).exists()
+
+
+PUBLISHED_SCORE_THR = {"2.5d": 0.005, "tsm": 5e-5, "a3d": 5e-5, "alignshift": 0.001}
+
+
+@pytest.mark.parametrize("cfg_path", CONFIGS, ids=os.path.basename)
+def test_paper_configs_follow_the_published_recipe(cfg_path):
+    """The settings docs/deeplesion.md's audit lists as published (M3DV/AlignShift mconfigs)."""
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(cfg_path)
+    m, kind = cfg.model, os.path.basename(cfg_path).split("_")[2]
+    assert (m.backbone.first_conv_init, m.backbone.neck_init) == ("center", "published")
+    assert m.rpn_head.anchor_generator.type == "V1AnchorGenerator"
+    assert m.rpn_head.bbox_coder.type == m.roi_head.bbox_head.bbox_coder.type == "V1DeltaXYWHBBoxCoder"
+    assert m.roi_head.bbox_roi_extractor.type == "V1SingleRoIExtractor"
+    assert m.roi_head.bbox_roi_extractor.roi_layer.aligned is False
+    assert m.roi_head.bbox_head.reg_class_agnostic is False
+    prop, rpn = m.train_cfg.rpn_proposal, m.test_cfg.rpn
+    assert (prop.nms_pre, prop.max_per_img, rpn.nms_pre, rpn.max_per_img) == (12000, 2000, 6000, 300)
+    assert prop.nms.offset == rpn.nms.offset == m.test_cfg.rcnn.nms.offset == 1
+    assert m.test_cfg.rcnn.score_thr == PUBLISHED_SCORE_THR[kind]
+    assert cfg.param_scheduler[0].start_factor == pytest.approx(0.01)
+    aug, = [t for t in cfg.train_pipeline if t["type"] == "RandomShiftScaleRotate"]
+    assert (aug["shift_limit"], aug["scale_limit"], aug["rotate_limit"], aug["prob"]) == (0.04, 0.2, 15, 0.8)
+    assert (aug["interpolation"], aug["border"]) == ("bicubic", "reflect_101")
+    assert cfg.get("sync_bn") == (None if kind == "2.5d" else "torch")
+    assert cfg.train_dataloader.batch_size == {"2.5d": 16, "a3d": 1}.get(kind, 2)  # images per GPU
+    assert cfg.auto_scale_lr.base_batch_size == 4 * cfg.train_dataloader.batch_size  # on 4 GPUs
+
+
+@pytest.mark.parametrize("cfg_path", sorted(glob.glob("configs/synthetic/*.py"))
+                         + ["configs/demo/alignshift_3slice_synthetic.py"], ids=os.path.basename)
+def test_benchmark_configs_keep_the_conventions_they_were_measured_with(cfg_path):
+    from mmengine.config import Config
+
+    m = Config.fromfile(cfg_path).model
+    assert m.backbone.neck_init == "default"
+    assert m.rpn_head.anchor_generator.type == "AnchorGenerator"
+    assert m.rpn_head.bbox_coder.type == m.roi_head.bbox_head.bbox_coder.type == "DeltaXYWHBBoxCoder"
+    assert m.roi_head.bbox_roi_extractor.type == "SingleRoIExtractor"
+    assert m.roi_head.bbox_roi_extractor.roi_layer.aligned is True
+    assert m.train_cfg.rpn_proposal.nms.offset == m.test_cfg.rpn.nms.offset == 0
+    assert m.test_cfg.rcnn.score_thr == 0.001
+
+
+def test_shift_scale_rotate_published_resampling():
+    from mmdet_plugins.transforms import RandomShiftScaleRotate
+
+    img = np.full((32, 32, 3), 100.0, np.float32)
+    np.random.seed(0)
+    t = RandomShiftScaleRotate(shift_limit=0.0, scale_limit=0.0, rotate_limit=45, prob=1.0,
+                               interpolation="bicubic", border="reflect_101")
+    out = t(dict(img=img.copy()))["img"]
+    np.testing.assert_allclose(out, 100.0, atol=1e-3)  # reflected, not zero-filled, corners
+    zero = RandomShiftScaleRotate(shift_limit=0.0, scale_limit=0.0, rotate_limit=45, prob=1.0)
+    np.random.seed(0)
+    assert zero(dict(img=img.copy()))["img"][0, 0, 0] == 0.0
+    with pytest.raises(ValueError, match="interpolation"):
+        RandomShiftScaleRotate(interpolation="nearest")
+    with pytest.raises(ValueError, match="border"):
+        RandomShiftScaleRotate(border="wrap")

@@ -14,8 +14,9 @@ train_pipeline = [
     dict(type="LoadDeepLesionSlices"),
     dict(type="LoadAnnotations", with_bbox=True),
     dict(type="Resize", scale=img_scale, keep_ratio=True),
-    dict(type="RandomShiftScaleRotate", shift_limit=0.0625, scale_limit=0.1, rotate_limit=15,
-         prob=0.5),
+    # the published albumentations ShiftScaleRotate (deeplesion/mconfigs/*.py): bicubic, reflect-101
+    dict(type="RandomShiftScaleRotate", shift_limit=0.04, scale_limit=0.2, rotate_limit=15,
+         prob=0.8, interpolation="bicubic", border="reflect_101"),
     dict(type="RandomFlip", prob=0.5),
     dict(type="PackDetInputs", meta_keys=meta_keys),
 ]
