@@ -2,6 +2,7 @@
 
     python benchmarks/bench_infer.py [--config configs/deeplesion/fasterrcnn_densenet_alignshift_3slice.py]
         [--slices 4] [--size 512] [--volume-slices 300] [--batch-size 1] [--device cpu] [--threads N]
+        [--cfg-options KEY=VALUE ...]
 
 Writes a synthetic ``--volume-slices`` x ``--size``^2 NIfTI (air, a soft-tissue body, a few bright
 spheres), times ``read_volume`` on it, then runs the config's detector (untrained weights: the
@@ -55,20 +56,26 @@ def synthetic_volume(path: str, slices: int, size: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="configs/deeplesion/fasterrcnn_densenet_alignshift_3slice.py")
-    ap.add_argument("--slices", type=positive_int, default=4, help="key slices timed")
+    ap.add_argument("--slices", type=positive_int, default=4,
+                    help="key slices timed (>= --volume-slices: all of them)")
     ap.add_argument("--size", type=positive_int, default=512, help="in-plane size of the volume")
     ap.add_argument("--volume-slices", type=positive_int, default=300, help="slices of the volume")
     ap.add_argument("--batch-size", type=positive_int, default=1)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's)")
+    from mmengine.config import Config, DictAction
+
+    ap.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
+                    help="override config settings, e.g. model.test_cfg.rpn.max_per_img=1000")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from mmengine.config import Config
 
     from tools.infer_volume import build_detector, preprocess_from_config
 
     cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
     pre = preprocess_from_config(cfg)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "ct.nii")
@@ -91,7 +98,14 @@ def main() -> None:
         mid = vol.num_slices // 2
         warm = list(range(mid, mid + args.batch_size))
         detect_volume(vol, det, pre, warm, batch_size=args.batch_size, progress=False)
-        keys = list(range(mid, min(mid + args.slices, vol.num_slices)))
+        # --slices >= the volume's: every slice, the whole run measured rather than extrapolated
+        keys = (list(range(vol.num_slices)) if args.slices >= vol.num_slices
+                else list(range(mid, min(mid + args.slices, vol.num_slices))))
+        # The RoI head's cost grows with the proposals that survive the RPN's NMS, which untrained
+        # weights may leave fewer of than a trained detector (capped by test_cfg.rpn.max_per_img).
+        rois: list = []
+        hook = det.model.roi_head.bbox_roi_extractor.register_forward_hook(
+            lambda mod, inp, out: rois.append(int(inp[1].shape[0])))
         if args.device == "cuda":
             torch.cuda.synchronize()
         t1, c1 = time.perf_counter(), time.process_time()
@@ -100,6 +114,7 @@ def main() -> None:
             torch.cuda.synchronize()
         per_slice = (time.perf_counter() - t1) / len(keys)
         cpu_per_slice = (time.process_time() - c1) / len(keys)
+        hook.remove()
         t2 = time.perf_counter()
         out = os.path.join(tmp, "out")
         os.makedirs(out)
@@ -116,7 +131,10 @@ def main() -> None:
     print(f"detector: {per_slice:.2f} s wall, {cpu_per_slice:.2f} s CPU (all threads) per key slice "
           f"(mean over {len(keys)} slices; load average {load:.1f} on {os.cpu_count()} cores)")
     print(f"outputs for {len(res.lesions)} candidates: {t_write:.2f} s")
-    print(f"extrapolated for {vol.num_slices} slices: {total:.0f} s = {total / 60:.1f} min wall as measured "
+    print(f"proposals into the RoI head: {sum(rois) / len(keys):.0f} per key slice (cap "
+          f"test_cfg.rpn.max_per_img = {cfg.model.test_cfg.rpn.max_per_img})")
+    how = "measured" if len(keys) == vol.num_slices else "extrapolated"
+    print(f"{how} for {vol.num_slices} slices: {total:.0f} s = {total / 60:.1f} min wall "
           f"(target <= 10 min on 2 CPU cores)")
     # On a shared machine the wall time includes waiting for the CPU; the CPU time spread over the
     # torch threads is what a machine with that many free cores would take.
