@@ -49,6 +49,7 @@ def test_official_configs_set_the_mmdet1_conventions(entry):
     assert m.test_cfg.rpn.nms.offset == m.test_cfg.rcnn.nms.offset == 1
     rpn = m.test_cfg.rpn
     assert (rpn.nms_pre, rpn.max_per_img, rpn.min_bbox_size) == (6000, 300, -1)
+    assert m.test_cfg.rcnn.score_thr == {"alignshift": 0.001, "tsm": 5e-5}[entry.conv]  # published
     ds = cfg.test_dataloader.dataset
     assert ds.num_slices == entry.slices
     assert ds.pipeline[0] == dict(type="LoadDeepLesionSlicesV1", variant=entry.conv)
