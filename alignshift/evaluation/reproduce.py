@@ -227,10 +227,11 @@ def render_table2(results: Mapping[str, dict], tolerance: float = DEFAULT_TOLERA
 
 def render_gap_table(results: Mapping[str, dict]) -> str:
     """The benchmark's summary: All/Thin/Thick Avg. and the thin-thick gap, mean ± std over seeds,
-    beside the paper's gap."""
+    beside the paper's gap, and each seed's All Avg. (a run whose training failed shows there rather
+    than only widening the std)."""
     lines = ["## Summary: the thin-thick gap", "",
              "| method | slices | seeds | All Avg. | Thin Avg. | Thick Avg. | gap (thin - thick) | "
-             "published gap |", "|---|---|---|---|---|---|---|---|"]
+             "published gap | All Avg. per seed |", "|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         method, slices = _variant_label(name, {name: r.get("published") or {}})
         m = r["measured"]
@@ -238,9 +239,11 @@ def render_gap_table(results: Mapping[str, dict]) -> str:
         pg = "-"
         if p.get("thin", {}).get("avg") is not None and p.get("thick", {}).get("avg") is not None:
             pg = f"{p['thin']['avg'] - p['thick']['avg']:+.2f}"
+        runs = sorted(r.get("runs") or [], key=lambda run: run.get("seed", 0))
+        per_seed = ", ".join(f"{run.get('seed', '?')}: {run['all']['avg']:.1f}" for run in runs) or "-"
         lines.append(f"| {method} | {slices} | {m['all']['avg']['n']} | "
                      f"{_pm(m['all']['avg'])} | {_pm(m['thin']['avg'])} | {_pm(m['thick']['avg'])} | "
-                     f"{_pm(m['gap'], True)} | {pg} |")
+                     f"{_pm(m['gap'], True)} | {pg} | {per_seed} |")
     return "\n".join(lines) + "\n"
 
 

@@ -69,9 +69,12 @@ def test_differences_beyond_tolerance_are_marked_and_seeds_spread():
     assert agg["all"]["avg"]["mean"] == pytest.approx(85.05 - 2.0, abs=0.006)
     assert agg["all"]["avg"]["std"] == pytest.approx(np.std([0, 4.0], ddof=1))
     assert agg["gap"]["std"] == pytest.approx(0.0, abs=1e-9)
-    results = build_results({"tsm_7slice": [runs[0], low]}, tolerance=1.5)
+    results = build_results({"tsm_7slice": [dict(runs[0], seed=0), dict(low, seed=1)]}, tolerance=1.5)
     t1 = render_table1(results, 1.5)
     assert "**-2.00!**" in t1 and "± 2.83" in t1
+    # each seed's All Avg. is shown, so a failed run is seen rather than only widening the std
+    a0, a1 = runs[0]["all"]["avg"], low["all"]["avg"]
+    assert f"| 0: {a0:.1f}, 1: {a1:.1f} |" in render_gap_table(results)
 
 
 def test_run_summary_counts_thin_and_thick():
