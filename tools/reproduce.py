@@ -230,7 +230,8 @@ def write_tables(out: str, header: dict, runs: Dict[str, List[dict]], tolerance:
         render_table2,
     )
 
-    results = build_results({v: [r["subsets"] for r in rs] for v, rs in runs.items() if rs}, tolerance)
+    summaries = {v: [dict(r["subsets"], seed=r["seed"]) for r in rs] for v, rs in runs.items() if rs}
+    results = build_results(summaries, tolerance)
     if not results:
         return "no run has finished yet"
     done = sum(len(rs) for rs in runs.values())

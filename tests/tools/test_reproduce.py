@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -123,6 +124,7 @@ def test_reproduce_tiny_end_to_end(tmp_path, capsys):
     assert m["gap"]["mean"] == pytest.approx(m["thin"]["avg"]["mean"] - m["thick"]["avg"]["mean"])
     t2 = (out / "table2.md").read_text()
     assert "| AlignShift x3 | Thin | published | 73.51" in t2
+    assert re.search(r"\| 0: \d+\.\d \|\n", t2)  # seed 0's All Avg. in the gap summary
     # a rerun skips the finished run and rebuilds the same tables
     assert reproduce.main(argv) == 0
     assert "finished earlier" in capsys.readouterr().out
