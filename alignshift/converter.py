@@ -74,7 +74,8 @@ from .nn.layers import (
 )
 from .ops import SliceThickness
 
-__all__ = ["convert", "Converted3D", "UnsupportedLayerError", "CONV_TYPES", "adapt_in_channels"]
+__all__ = ["convert", "Converted3D", "UnsupportedLayerError", "CONV_TYPES", "adapt_in_channels",
+           "IN_CHANNEL_MODES"]
 
 CONV_TYPES: Dict[str, Type[Conv1xKxK]] = {
     "plain": Conv1xKxK,
@@ -100,6 +101,9 @@ class UnsupportedLayerError(TypeError):
     """A layer of the 2D model has no 3D counterpart known to the converter."""
 
 
+IN_CHANNEL_MODES = ("mean", "center")  # how adapt_in_channels maps RGB filters to N inputs
+
+
 def adapt_in_channels(weight: Tensor, in_channels: int, mode: str = "mean") -> Tensor:
     """Adapt a first-conv weight ``(O, C, K, K)`` to ``in_channels`` inputs.
 
@@ -114,7 +118,7 @@ def adapt_in_channels(weight: Tensor, in_channels: int, mode: str = "mean") -> T
     alone, 3 take R G B, 7 take G B R G B R G.
     """
     c = weight.shape[1]
-    if mode not in ("mean", "center"):
+    if mode not in IN_CHANNEL_MODES:
         raise ValueError(f"mode must be 'mean' or 'center', got {mode!r}")
     if mode == "center":
         idx = (torch.arange(in_channels) - in_channels // 2 + c // 2) % c

@@ -54,6 +54,8 @@ def synthetic_volume(path: str, slices: int, size: int) -> None:
 
 
 def main() -> None:
+    from mmengine.config import Config, DictAction
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="configs/deeplesion/fasterrcnn_densenet_alignshift_3slice.py")
     ap.add_argument("--slices", type=positive_int, default=4,
@@ -63,8 +65,6 @@ def main() -> None:
     ap.add_argument("--batch-size", type=positive_int, default=1)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's)")
-    from mmengine.config import Config, DictAction
-
     ap.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
                     help="override config settings, e.g. model.test_cfg.rpn.max_per_img=1000")
     args = ap.parse_args()

@@ -23,7 +23,7 @@ import torch.utils.checkpoint as cp
 from torch import Tensor, nn
 
 from ..cli import UserError
-from ..converter import CONV_TYPES, adapt_in_channels, convert
+from ..converter import CONV_TYPES, IN_CHANNEL_MODES, adapt_in_channels, convert
 
 __all__ = [
     "TruncatedDenseNet2d", "DenseNetBackbone25D", "DenseNetBackbone3D",
@@ -234,7 +234,7 @@ class DenseNetBackbone25D(nn.Module):
                  first_conv_init: str = "mean", neck_init: str = "default") -> None:
         super().__init__()
         self.num_slices = num_slices
-        self.first_conv_init = _check_choice("first_conv_init", first_conv_init, ("mean", "center"))
+        self.first_conv_init = _check_choice("first_conv_init", first_conv_init, IN_CHANNEL_MODES)
         self.neck_init = _check_choice("neck_init", neck_init, NECK_INITS)
         self.body = TruncatedDenseNet2d(num_slices, memory_efficient)
         self.top_down = _TopDown(TruncatedDenseNet2d.out_channels, out_channels)
@@ -273,7 +273,7 @@ class DenseNetBackbone3D(nn.Module):
                  conv_cfg: Optional[Dict] = None, shift_transitions: bool = False,
                  first_conv_init: str = "mean", neck_init: str = "default") -> None:
         super().__init__()
-        self.first_conv_init = _check_choice("first_conv_init", first_conv_init, ("mean", "center"))
+        self.first_conv_init = _check_choice("first_conv_init", first_conv_init, IN_CHANNEL_MODES)
         self.neck_init = _check_choice("neck_init", neck_init, NECK_INITS)
         if conv not in CONV_TYPES:
             raise ValueError(f"conv must be one of {sorted(CONV_TYPES)}, got {conv!r}")

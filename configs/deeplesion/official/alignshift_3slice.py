@@ -4,33 +4,18 @@
 # It reproduces mmdet 1.x inference of M3DV/AlignShift deeplesion/mconfigs/densenet_align.py:
 # - input: window [-1024, 2050] -> [0, 255], minus 50 (the published windowing), std 1;
 # - the published slice sampling (LoadDeepLesionSlicesV1, alignshift/zoo/slices.py);
-# - anchors 4 x [4, 6, 8, 12, 24, 48], ratios 0.5/1/2, stride 4, centred on the cell corner;
-# - mmdet 1.x box decoding (+-0.5 on the final corners), RoIAlign over [x1, x2 + 1] (aligned=False,
-#   sampling_ratio=2), class-specific regression, NMS with the +1 box area (offset=1);
-# - test settings: RPN top 6000 -> NMS 0.7 -> 300 proposals; R-CNN score > 0.001, NMS 0.5, 50 boxes.
+# - from the paper config, which trains the published recipe
+#   (configs/_base_/models/faster_rcnn_densenet.py):
+#   anchors 4 x [4, 6, 8, 12, 24, 48], ratios 0.5/1/2, stride 4, centred on the cell corner;
+#   mmdet 1.x box decoding (+-0.5 on the final corners), RoIAlign over [x1, x2 + 1]
+#   (aligned=False, sampling_ratio=2), class-specific regression, NMS with the +1 box area
+#   (offset=1); RPN top 6000 -> NMS 0.7 -> 300 proposals; R-CNN score > 0.001, NMS 0.5, 50 boxes.
 _base_ = ["../fasterrcnn_densenet_alignshift_3slice.py"]
 num_slices = 3
 published_variant = "alignshift"
 paper_variant = "alignshift_3slice"
 
-_v1_coder = dict(type="V1DeltaXYWHBBoxCoder", target_means=[0.0] * 4)
-model = dict(
-    data_preprocessor=dict(mean=[50.0], std=[1.0]),
-    backbone=dict(pretrained=None),
-    rpn_head=dict(
-        anchor_generator=dict(type="V1AnchorGenerator", strides=[4], base_sizes=[4],
-                              scales=[4, 6, 8, 12, 24, 48], ratios=[0.5, 1.0, 2.0], _delete_=True),
-        bbox_coder=dict(**_v1_coder, target_stds=[1.0] * 4)),
-    roi_head=dict(
-        bbox_roi_extractor=dict(type="V1SingleRoIExtractor",
-                                roi_layer=dict(type="RoIAlign", output_size=7, sampling_ratio=2,
-                                               aligned=False)),
-        bbox_head=dict(bbox_coder=dict(**_v1_coder, target_stds=[0.1, 0.1, 0.2, 0.2]),
-                       reg_class_agnostic=False)),
-    test_cfg=dict(
-        rpn=dict(nms_pre=6000, max_per_img=300, nms=dict(type="nms", iou_threshold=0.7, offset=1),
-                 min_bbox_size=-1),
-        rcnn=dict(score_thr=0.001, nms=dict(type="nms", iou_threshold=0.5, offset=1), max_per_img=50)))
+model = dict(data_preprocessor=dict(mean=[50.0], std=[1.0]), backbone=dict(pretrained=None))
 
 _meta_keys = ("img_id", "img_path", "file_name", "ori_shape", "img_shape", "scale_factor", "flip",
               "flip_direction", "thickness", "spacing")
