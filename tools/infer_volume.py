@@ -179,7 +179,10 @@ def build_detector(cfg, checkpoint: str, device: str) -> MMDetDetector:
     model_cfg = cfg.model.copy()
     if "backbone" in model_cfg and "pretrained" in model_cfg.backbone:
         model_cfg.backbone.pretrained = None  # the checkpoint brings the weights: no download
-    model = MODELS.build(model_cfg)
+    try:
+        model = MODELS.build(model_cfg)
+    except (KeyError, TypeError, ValueError) as err:  # a bad value in the config's model section
+        raise UserError(f"{cfg.filename}: cannot build the model: {err}") from None
     try:
         with checkpoint_safe_globals(bool(cfg.get("trusted_checkpoints", False))):
             load_checkpoint(model, checkpoint, map_location="cpu", strict=True, logger="silent")
@@ -227,6 +230,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             name = name[: -len(ext)]
             break
     out = args.out or osp.join("work_dirs", "infer", name)
+    # the model and its checkpoint are inputs too: a mistake in them stops the tool before --out exists
+    detector = build_detector(cfg, args.checkpoint, args.device)
     earlier = claim_output_dir(out, TOOL, force=args.force)
 
     s, r, c = volume.hu.shape
@@ -236,7 +241,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for note in volume.notes:
         print(f"note: {note}")
     print(f"preprocess: {pre}")
-    detector = build_detector(cfg, args.checkpoint, args.device)
     t1 = time.perf_counter()
     result = detect_volume(volume, detector, pre, keys, args.score_thr, args.link_iou, args.batch_size,
                            progress=not args.no_progress)

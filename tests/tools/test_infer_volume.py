@@ -114,12 +114,14 @@ def test_tool_errors_are_one_line(checkpoint, volume, tmp_path, capsys):
              ([str(path), cfg, str(tmp_path / "none.pth")], 1, "does not exist"),
              ([str(path), cfg, checkpoint, "--slices", "4:99"], 2, "expected 0 <= a < b <= 6"),
              ([str(path), cfg, str(wrong)], 1, "does not load into the model"),
-             ([str(path), cfg, checkpoint, "--series", "1.2"], 1, "applies to a DICOM folder")]
+             ([str(path), cfg, checkpoint, "--series", "1.2"], 1, "applies to a DICOM folder"),
+             ([str(path), cfg, checkpoint, "--cfg-options", "model.backbone.neck_init=bogus"], 1,
+              "cannot build the model: neck_init must be one of")]
     for argv, code, msg in cases:
         assert cli([*argv, "--out", str(tmp_path / "o"), "--no-progress"]) == code
         err = capsys.readouterr().err
         assert msg in err and err.startswith("infer_volume.py: error:") and err.count("\n") == 1, err
-    assert not (tmp_path / "o" / "detections.json").exists()
+    assert not (tmp_path / "o").exists()  # every input is checked before --out is claimed
 
 
 def test_list_series_and_choice(tmp_path, capsys):
