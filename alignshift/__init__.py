@@ -6,9 +6,10 @@ The names users call, at the top level::
     net = alignshift.convert(torchvision.models.resnet18(), conv="alignshift", in_channels=1)
     y = alignshift.align_shift(x, thickness)      # x: (B, C, D, H, W), thickness: (B,) mm
 
-They are imported on first use, so ``import alignshift`` (and the command-line helpers in
-``alignshift.cli``) do not pay for importing torch. Everything here is framework-free: no module
-of this package imports mmdet, mmcv or mmengine.
+They are imported on first use, so ``import alignshift`` (and the command-line tools of
+``alignshift.apps``) do not pay for importing torch. The method is framework-free: no module of this
+package imports mmdet, mmcv or mmengine, and only the tooling in ``alignshift.apps`` uses them, inside
+the commands that build a detector.
 """
 
 from __future__ import annotations

@@ -20,18 +20,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import sys
 from typing import Callable, Dict
 from unittest import mock
 
 import torch
+from _measure import interleaved_times, positive_int
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _measure import interleaved_times, positive_int  # noqa: E402
-
-from alignshift import ops  # noqa: E402
-from alignshift.nn import AlignShiftConv, Conv1xKxK  # noqa: E402
+from alignshift import ops
+from alignshift.nn import AlignShiftConv, Conv1xKxK
 
 
 def _clone(x, a, fold, replicate, kernels=None):

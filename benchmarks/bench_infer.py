@@ -16,24 +16,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
+import SimpleITK as sitk
+import torch
+from _measure import positive_int
 
-import numpy as np  # noqa: E402
-import SimpleITK as sitk  # noqa: E402
-import torch  # noqa: E402
-
-from alignshift.inference import (  # noqa: E402
+from alignshift.inference import (
     detect_volume,
     read_volume,
     write_detections_json,
     write_lesions_csv,
     write_overlays,
 )
-from benchmarks._measure import positive_int  # noqa: E402
 
 
 def synthetic_volume(path: str, slices: int, size: int) -> None:
@@ -71,7 +68,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from tools.infer_volume import build_detector, preprocess_from_config
+    from mmdet_plugins.inference import build_detector, preprocess_from_config
 
     cfg = Config.fromfile(args.config)
     if args.cfg_options:

@@ -35,13 +35,11 @@ import sys
 from typing import Optional
 
 import torch
+from _measure import interleaved_times, kernel_times, peak_bytes, positive_int
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _measure import interleaved_times, kernel_times, peak_bytes, positive_int  # noqa: E402
-
-from alignshift.models import DenseNetBackbone3D  # noqa: E402
-from alignshift.nn import AlignShiftConv, Conv1xKxK, TSMConv  # noqa: E402
-from alignshift.ops import SliceThickness, shift_backend  # noqa: E402
+from alignshift.models import DenseNetBackbone3D
+from alignshift.nn import AlignShiftConv, Conv1xKxK, TSMConv
+from alignshift.ops import SliceThickness, shift_backend
 
 # (name, conv class, converter name, shift backend)
 VARIANTS = (("plain", Conv1xKxK, "plain", "auto"), ("tsm", TSMConv, "tsm", "auto"),

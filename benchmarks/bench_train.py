@@ -40,14 +40,13 @@ import tempfile
 import time
 from typing import Dict, List, Optional, Sequence
 
+import torch
+from _measure import positive_int
+
+from alignshift.apps.cli import run_cli
+from alignshift.errors import UsageError, UserError
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-
-import torch  # noqa: E402
-from _measure import positive_int  # noqa: E402
-
-from alignshift.cli import UsageError, UserError, run_cli  # noqa: E402
 
 CONFIG_DIR = osp.join(ROOT, "configs", "deeplesion")
 # variant -> (config file for N slices, backbone overrides); the plain 3D detector is TSM's with no

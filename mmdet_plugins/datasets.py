@@ -9,9 +9,8 @@ from mmdet.datasets import BaseDetDataset
 from mmdet.registry import DATASETS
 from mmengine.fileio import load
 
-from alignshift.cli import UserError
 from alignshift.data import DEFAULT_WINDOW, annotation_xyxy
-from alignshift.data.deeplesion import DATA_HINT
+from alignshift.errors import UserError
 
 
 @DATASETS.register_module()
@@ -36,7 +35,8 @@ class DeepLesionDataset(BaseDetDataset):
 
     def load_data_list(self) -> List[dict]:
         if not osp.isfile(self.ann_file):
-            raise UserError(f"annotation file {osp.abspath(self.ann_file)} does not exist. {DATA_HINT}")
+            raise UserError(f"annotation file {osp.abspath(self.ann_file)} does not exist",
+                            field="data_root")
         ann = load(self.ann_file)
         for key in ("images", "annotations"):
             if key not in ann:

@@ -10,8 +10,9 @@ import numpy as np
 from mmdet.registry import HOOKS
 from mmengine.hooks import Hook
 
+from alignshift.apps.outputs import claim_output_dir, record_outputs
 from alignshift.data import read_hu, window
-from alignshift.fsutil import atomic_path, claim_output_dir, record_outputs
+from alignshift.fileio import atomic_path
 
 OVERLAY_TOOL = "DeepLesionVisualizationHook"  # owner named in an overlay folder's marker
 

@@ -1,6 +1,6 @@
 """mmdet 1.0rc1 inference conventions for the converted published snapshots (configs/deeplesion/official).
 
-Thin registrations over :mod:`alignshift.zoo.boxes` and :mod:`alignshift.zoo.slices`:
+Thin registrations over :mod:`alignshift.boxes` and :mod:`alignshift.data.published`:
 
 - ``V1AnchorGenerator``: anchors centred on the cell corner (the published anchor head's
   ``ctr=(0, 0)``), ``(size - 1) / 2`` half-extents, rounded.
@@ -11,7 +11,7 @@ Thin registrations over :mod:`alignshift.zoo.boxes` and :mod:`alignshift.zoo.sli
   ``RoIAlign(aligned=False)`` pools ``[x1, x2]``, so the far corners get the missing pixel here.
   mmcv also widens RoIs narrower than one feature cell to one cell where mmdet 1.x did not (boxes
   under 3 px at stride 4); that is the one known difference left.
-- ``LoadDeepLesionSlicesV1``: the published slice sampling (:mod:`alignshift.zoo.slices`).
+- ``LoadDeepLesionSlicesV1``: the published slice sampling (:mod:`alignshift.data.published`).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from mmdet.registry import MODELS, TASK_UTILS, TRANSFORMS
 from mmdet.structures.bbox import HorizontalBoxes, get_box_tensor
 from torch import Tensor
 
-from alignshift.zoo.boxes import v1_base_anchors, v1_delta2bbox
-from alignshift.zoo.slices import PUBLISHED_VARIANTS, load_published_multislice
+from alignshift.boxes import v1_base_anchors, v1_delta2bbox
+from alignshift.data.published import PUBLISHED_VARIANTS, load_published_multislice
 
 from .transforms import LoadDeepLesionSlices
 
@@ -35,7 +35,7 @@ __all__ = ["LoadDeepLesionSlicesV1", "V1AnchorGenerator", "V1DeltaXYWHBBoxCoder"
 
 @TASK_UTILS.register_module()
 class V1AnchorGenerator(AnchorGenerator):
-    """mmdet 1.0rc1's anchors as the published RPN made them (:func:`alignshift.zoo.boxes.v1_base_anchors`).
+    """mmdet 1.0rc1's anchors as the published RPN made them (:func:`alignshift.boxes.v1_base_anchors`).
 
     Args:
         strides, ratios, scales, base_sizes, scale_major: as mmdet's ``AnchorGenerator``.
@@ -92,7 +92,7 @@ class LoadDeepLesionSlicesV1(LoadDeepLesionSlices):
     """``LoadDeepLesionSlices`` with the published slice sampling of ``variant``.
 
     Args:
-        variant: 'alignshift', 'tsm' or '2.5d' (see :mod:`alignshift.zoo.slices`).
+        variant: 'alignshift', 'tsm' or '2.5d' (see :mod:`alignshift.data.published`).
         num_slices, norm_interval, window: as ``LoadDeepLesionSlices`` (``interpolate`` is the
             variant's).
     """

@@ -1,21 +1,16 @@
 import os
-import sys
 
 import pytest
 import torch
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory):
-    """A small synthetic DeepLesion release shared by the data tests."""
-    from alignshift.data import make_synthetic_deeplesion
+    """A small synthetic DeepLesion release shared by the data tests, as the generator tool writes it."""
+    from alignshift.apps.make_synthetic_deeplesion import write_synthetic
 
     out = tmp_path_factory.mktemp("synthetic") / "DeepLesion"
-    make_synthetic_deeplesion(str(out), num_images=24, image_size=96, seed=3, progress=False)
+    write_synthetic(str(out), num_images=24, image_size=96, seed=3, progress=False)
     return out

@@ -14,6 +14,17 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAMEWORKS = ("mmdet", "mmcv", "mmengine")
+pytestmark = pytest.mark.packaging
+
+
+def _console_scripts() -> dict:
+    import tomllib
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        return tomllib.load(f)["project"]["scripts"]
+
+
+CONSOLE_SCRIPTS = _console_scripts()
 
 
 def clean_copy(dest: str) -> str:
@@ -63,6 +74,8 @@ IMPORT_CHECK = textwrap.dedent("""
     from alignshift import convert, SliceThickness
     from alignshift.evaluation import paper_variant
     assert paper_variant("alignshift_7slice")["all"]["avg"] > 0  # package data shipped
+    from alignshift.apps.zoo import load_index
+    assert {e.name for e in load_index()} >= {"alignshift_7slice"}  # the zoo's index, too
     print(os.path.dirname(alignshift.__file__), os.path.dirname(mmdet_plugins.__file__))
 """)
 
@@ -82,6 +95,10 @@ def test_install_into_fresh_venv_from_clean_copy(tmp_path):
     where = run([py, "-c", IMPORT_CHECK], cwd=str(tmp_path)).split()
     site_dir = str(tmp_path / "venv")
     assert all(w.startswith(site_dir) for w in where), f"imported from {where}, not the fresh venv"
+    for script in CONSOLE_SCRIPTS:  # installed as commands; --help needs no framework
+        exe = os.path.join(site_dir, "bin", script)
+        assert os.path.exists(exe), f"{script} was not installed"
+    assert "--series" in run([os.path.join(site_dir, "bin", "alignshift-infer"), "--help"], cwd=str(tmp_path))
 
 
 def test_setup_py_develop(tmp_path):
@@ -159,7 +176,7 @@ API_CHECK = textwrap.dedent("""
                             for n in names if not hasattr(mod, n))
             if info.ispkg:
                 walk(mod)
-            # A subpackage re-exports a chosen part of its modules' names (alignshift.data.download
+            # A subpackage re-exports a chosen part of its modules' names (alignshift.data.published
             # is imported by its full name); what it re-exports must be the module's own object.
             if pkg is not alignshift:
                 problems.extend(f"{pkg.__name__}.{n} is not {mod.__name__}.{n}"
@@ -189,7 +206,7 @@ def test_all_lists_agree():
 
 def test_top_level_import_is_light():
     """`import alignshift` (and so the CLI helpers) does not import torch until a name is used."""
-    code = "import sys, alignshift, alignshift.cli; print('torch' in sys.modules)"
+    code = "import sys, alignshift, alignshift.apps.cli; print('torch' in sys.modules)"
     assert run([sys.executable, "-c", code], cwd=ROOT).strip() == "False"
 
 
@@ -205,3 +222,135 @@ def test_license_and_citation_files():
     assert cff["cff-version"] == "1.2.0" and cff["license"] == "Apache-2.0"
     assert str(cff["version"]) == __version__, "CITATION.cff and alignshift/version.py disagree"
     assert "AlignShift" in cff["preferred-citation"]["title"]
+
+
+# -- the layout: the method never imports the tooling; tools are shims --------------------------
+
+def _imports(path: str):
+    """Every module name ``path`` imports, at any depth (lazy imports in functions included)."""
+    import ast
+
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
+    pkg = os.path.relpath(os.path.dirname(path), ROOT).replace(os.sep, ".")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against the module's package
+                base = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            yield mod
+            yield from (f"{mod}.{a.name}" for a in node.names)
+
+
+def _py_files(*folders: str):
+    for folder in folders:
+        for d, _, files in os.walk(os.path.join(ROOT, folder)):
+            yield from (os.path.join(d, f) for f in sorted(files) if f.endswith(".py"))
+
+
+def test_the_method_never_imports_the_tooling():
+    """No module of alignshift/ outside alignshift/apps imports it (or mmdet_plugins), even lazily."""
+    bad = []
+    for path in _py_files("alignshift"):
+        rel = os.path.relpath(path, ROOT)
+        if rel.startswith(os.path.join("alignshift", "apps")):
+            continue
+        bad += [f"{rel} imports {m}" for m in set(_imports(path))
+                if m.startswith(("alignshift.apps", "mmdet_plugins", "tools"))
+                or m.split(".")[0] in FRAMEWORKS]
+    assert not bad, "\n".join(sorted(bad))
+
+
+def test_tools_are_thin_shims():
+    """Each tools/*.py imports one alignshift.apps module and nothing of tools/; no sys.path edits."""
+    for path in _py_files("tools", "benchmarks", "docs"):
+        with open(path, encoding="utf-8") as f:
+            assert "sys.path.insert" not in f.read(), f"{path} edits sys.path"
+    scripts = {v.split(":")[0] for v in CONSOLE_SCRIPTS.values()}
+    for path in _py_files("tools"):
+        if os.path.basename(path) == "__init__.py":
+            continue
+        mods = set(_imports(path))
+        assert not any(m.startswith("tools") for m in mods), f"{path} imports another tool"
+        apps = {m for m in mods if m.startswith("alignshift.apps.")
+                and not any(m == f"{x}.{n}" for x in mods for n in ("cli", "main"))}
+        assert len(apps) == 1 and apps <= scripts, f"{path}: {sorted(mods)}"
+        with open(path, encoding="utf-8") as f:
+            assert len(f.read().splitlines()) <= 20, f"{path} is more than a shim"
+
+
+def test_every_tool_is_a_console_script():
+    import importlib
+
+    shims = {os.path.basename(p)[:-3] for p in _py_files("tools")} - {"__init__"}
+    targets = {v.split(":")[0] for v in CONSOLE_SCRIPTS.values()}
+    assert len(shims) == len(targets) == len(CONSOLE_SCRIPTS)
+    for name, target in CONSOLE_SCRIPTS.items():
+        mod, func = target.split(":")
+        assert name.startswith("alignshift-") and callable(getattr(importlib.import_module(mod), func))
+
+
+# -- optional dependencies are optional --------------------------------------------------------
+
+TORCH_ONLY_CHECK = textwrap.dedent("""
+    import importlib, sys
+    import alignshift.ops, alignshift.nn, alignshift.converter, alignshift.models, alignshift.boxes
+    import torch
+    net = alignshift.converter.convert(torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3)), conv="alignshift")
+    y = net(torch.randn(1, 1, 3, 8, 8), thickness=torch.tensor([5.0]))
+    extra = sorted(m for m in ("cv2", "SimpleITK", "yaml", "tqdm", "matplotlib", "pooch", "gdown",
+                               "requests", "torchvision", "mmdet", "mmengine", "mmcv")
+                   if importlib.util.find_spec(m) is not None)
+    assert not extra, f"the venv is not torch-only: {extra}"
+    try:
+        import alignshift.inference
+    except ImportError as e:
+        print("ERR", e)
+""")
+
+
+def _torch_only_site(dest: str) -> str:
+    """A folder that holds torch, numpy and what they need to import, as links: a torch-only install."""
+    import importlib.metadata as md
+    import re
+
+    os.makedirs(dest, exist_ok=True)
+    want, seen = ["torch", "numpy"], set()
+    while want:
+        name = re.split(r"[ ;<>=!~\[]", want.pop())[0].lower().replace("_", "-")
+        if name in seen:
+            continue
+        try:
+            dist = md.distribution(name)
+        except md.PackageNotFoundError:
+            continue
+        seen.add(name)
+        want += [r for r in (dist.requires or []) if "extra ==" not in r]
+        for f in dist.files or []:
+            top = str(f).split("/")[0]
+            src = os.path.join(str(dist.locate_file("")), top)
+            if top.endswith(".pth") or top == ".." or not os.path.exists(src):
+                continue
+            if not os.path.lexists(os.path.join(dest, top)):
+                os.symlink(src, os.path.join(dest, top))
+    return dest
+
+
+def test_core_imports_with_torch_and_numpy_only(tmp_path):
+    """A fresh venv that sees only torch and numpy: ops, nn, converter, models and boxes import and
+    run; the inference package says which extra it needs, in one line."""
+    src = clean_copy(str(tmp_path / "src"))
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")], check=True)
+    py = os.path.join(str(tmp_path / "venv"), "bin", "python")
+    purelib = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    site_dir = _torch_only_site(str(tmp_path / "torch_only"))
+    with open(os.path.join(purelib, "_torch_only.pth"), "w") as f:
+        f.write(site_dir + "\n" + src + "\n")
+    out = run([py, "-c", TORCH_ONLY_CHECK], cwd=str(tmp_path))
+    assert "ERR reading CT volumes (alignshift.inference) needs SimpleITK, which is not installed: " \
+           "pip install 'alignshift[inference]'" in out, out

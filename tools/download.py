@@ -1,19 +1,13 @@
 #!/usr/bin/env python
-"""List and fetch the published snapshots, converted for this project (also ``python -m alignshift.zoo``).
+"""List and fetch the published snapshots, converted for this project.
 
-    python tools/download.py --list
-    python tools/download.py download alignshift_7slice [--dest checkpoints/] [--from FILE]
+``python tools/download.py --help`` lists the options. The code is
+:mod:`alignshift.apps.zoo.cli`; the console script ``alignshift-download`` is the same command.
 """
 
-from __future__ import annotations
-
-import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from any folder
-
-from alignshift.cli import run_cli  # noqa: E402
-from alignshift.zoo.cli import main  # noqa: E402
+from alignshift.apps.zoo.cli import cli, main  # noqa: F401  (main(argv): for callers that import the tool)
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main, prog="download.py"))
+    sys.exit(cli())

@@ -1,87 +1,13 @@
 #!/usr/bin/env python
 """Train a detector (mmdet's tools/train.py CLI).
 
-    python tools/train.py configs/deeplesion/fasterrcnn_densenet_alignshift_7slice.py \\
-        [--work-dir DIR] [--resume [CHECKPOINT]] [--amp] [--cfg-options k=v ...] [--launcher pytorch]
-
-Relative paths are relative to the current folder. Before the model is built this checks the
-config, the annotation files of the splits it trains and validates on ($DEEPLESION_ROOT), that the
-work dir can be written, and fetches the ImageNet weights (``model.backbone.pretrained``, a URL or
-a local file) so that an offline machine fails at once with a hint.
+``python tools/train.py --help`` lists the options. The code is
+:mod:`alignshift.apps.train`; the console script ``alignshift-train`` is the same command.
 """
 
-from __future__ import annotations
-
-import os.path as osp
-import re
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from any folder
-
-import torch  # noqa: E402
-
-from alignshift.cli import ArgumentParser, UsageError, run_cli  # noqa: E402
-from tools._cli import (  # noqa: E402
-    build_runner,
-    check_data,
-    check_outputs,
-    load_config,
-    parse_with_common_args,
-    sniff_checkpoint,
-)
-
-
-def parse_args(argv=None):
-    p = ArgumentParser(description="Train a detector")
-    p.add_argument("config", help="train config file path")
-    p.add_argument("--work-dir", help="the dir to save logs and models")
-    p.add_argument("--amp", action="store_true", default=False,
-                   help="enable automatic-mixed-precision training (needs a GPU)")
-    p.add_argument("--auto-scale-lr", action="store_true", help="enable automatically scaling LR")
-    p.add_argument("--resume", nargs="?", type=str, const="auto",
-                   help="resume from the given checkpoint, or from the latest one in the work dir "
-                        "when no path is given")
-    return parse_with_common_args(p, argv)
-
-
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    if args.resume not in (None, "auto"):
-        sniff_checkpoint(args.resume, "--resume checkpoint")
-    cfg = load_config(args)
-    if args.amp:
-        if not torch.cuda.is_available():
-            raise UsageError("--amp needs a CUDA GPU (mmengine's AmpOptimWrapper); none is available")
-        cfg.optim_wrapper.type = "AmpOptimWrapper"
-        cfg.optim_wrapper.loss_scale = "dynamic"
-    if args.auto_scale_lr:
-        if "auto_scale_lr" not in cfg or "base_batch_size" not in cfg.auto_scale_lr:
-            raise UsageError("--auto-scale-lr needs auto_scale_lr.base_batch_size in the config")
-        cfg.auto_scale_lr.enable = True
-    if args.resume == "auto":
-        cfg.resume, cfg.load_from = True, None
-    elif args.resume is not None:
-        cfg.resume, cfg.load_from = True, osp.abspath(args.resume)
-    elif cfg.get("load_from"):
-        sniff_checkpoint(cfg.load_from, "load_from checkpoint")
-    check_outputs(cfg)
-    loaders = ["train_dataloader"] + (["val_dataloader"] if cfg.get("val_cfg") else [])
-    check_data(cfg, loaders)
-    pretrained = (cfg.model.get("backbone") or {}).get("pretrained")
-    if isinstance(pretrained, str):
-        if re.match(r"^[a-z]+://", pretrained):
-            from alignshift.models.densenet import imagenet_weights_file
-
-            imagenet_weights_file(pretrained)  # downloads once; offline: a one-line hint
-        elif not osp.isfile(pretrained):
-            raise UsageError(f"model.backbone.pretrained: {pretrained} does not exist")
-        else:
-            cfg.model.backbone.pretrained = osp.abspath(pretrained)
-    print(f"work dir: {cfg.work_dir} (logs, checkpoints and the validation FROC go there)", flush=True)
-    build_runner(cfg).train()
-    print(f"wrote checkpoints and logs to {cfg.work_dir}")
-    return 0
-
+from alignshift.apps.train import cli, main  # noqa: F401  (main(argv): for callers that import the tool)
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(cli())

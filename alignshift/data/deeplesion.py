@@ -18,13 +18,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from ..cli import UserError
+from ..errors import UserError
 
 __all__ = [
     "DL_INFO_COLUMNS", "Lesion", "ImageRecord", "DLInfoError", "parse_dl_info", "select_split",
     "image_relpath", "read_hu", "load_multislice", "window", "is_thin", "THIN_MAX_MM",
     "DEFAULT_WINDOW", "SPLITS", "HU_OFFSET", "records_to_coco", "multislice_plan",
-    "annotation_xyxy", "missing_neighbours", "DATA_HINT",
+    "annotation_xyxy", "missing_neighbours",
 ]
 
 DL_INFO_COLUMNS = (
@@ -38,13 +38,6 @@ SPLITS = {"train": 1, "val": 2, "test": 3}
 THIN_MAX_MM = 2.0
 DEFAULT_WINDOW = (-1024.0, 2050.0)  # the published loaders' single wide window
 HU_OFFSET = 32768
-# What a tool says when the data is not where a config looks for it.
-DATA_HINT = ("DeepLesion is expected in $DEEPLESION_ROOT (default data/DeepLesion/, relative to the "
-             "current folder), holding DL_info.csv, Images_png/ and annotations/. Make it with "
-             "tools/prepare_deeplesion.py --data-root DIR (DeepLesion itself; "
-             "tools/download_deeplesion.py fetches it), or try the pipeline on "
-             "tools/make_synthetic_deeplesion.py --out DIR followed by "
-             "tools/prepare_deeplesion.py --data-root DIR")
 
 
 class DLInfoError(UserError, ValueError):

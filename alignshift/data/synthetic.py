@@ -13,17 +13,17 @@ from __future__ import annotations
 import csv
 import math
 import os
-import shutil
 from dataclasses import dataclass
 from typing import List, Tuple
 
 import cv2
 import numpy as np
 
-from ..fsutil import atomic_write
+from ..errors import UserError
+from ..fileio import atomic_write
 from .deeplesion import DL_INFO_COLUMNS, HU_OFFSET
 
-__all__ = ["make_synthetic_deeplesion", "SyntheticSpec", "SYNTHETIC_TOOL"]
+__all__ = ["PARTIAL_IMAGES", "SyntheticSpec", "make_synthetic_deeplesion"]
 
 THIN_CHOICES = (0.625, 1.0, 1.25, 2.0)
 THICK = 5.0
@@ -114,7 +114,7 @@ def _place(rng: np.random.Generator, body: np.ndarray, taken: List[_Blob], r: fl
             continue
         if all(math.hypot(x - t.center[0], y - t.center[1]) > r + t.radii[0] + 4 for t in taken):
             return x, y
-    raise RuntimeError("could not place a lesion; use a larger --image-size")
+    raise RuntimeError("could not place a lesion; use a larger image_size")
 
 
 def _series(spec: SyntheticSpec, i: int):
@@ -191,52 +191,35 @@ def _split_of(seed: int, patient: int) -> int:
     return 1 if u < 0.6 else (2 if u < 0.75 else 3)
 
 
-SYNTHETIC_TOOL = "make_synthetic_deeplesion"
 _OUTPUTS = ("DL_info.csv", "Images_png")
+PARTIAL_IMAGES = ".Images_png.partial"  # the images folder while it is being written
 
 
 def make_synthetic_deeplesion(out_dir: str, num_images: int = 200, image_size: int = 128,
-                              seed: int = 0, progress: bool = True, force: bool = False) -> str:
+                              seed: int = 0, progress: bool = True) -> str:
     """Write ``out_dir/DL_info.csv`` and ``out_dir/Images_png/`` and return the CSV path.
 
-    ``out_dir`` must be missing, empty, or an earlier output of this generator (it carries the
-    marker :data:`alignshift.fsutil.MARKER`); anything else raises :class:`alignshift.cli.UserError`
-    and nothing is touched. An earlier output is replaced only with ``force=True``, and then only
-    the entries its marker lists; files a user put beside them stay. The images are written into a
-    temporary folder and renamed into place, and ``DL_info.csv`` comes last, so a folder with a
-    ``DL_info.csv`` is complete.
+    ``out_dir`` may be missing or hold anything but those two (and a leftover
+    :data:`PARTIAL_IMAGES`): nothing already there is touched, and a folder that holds either is
+    refused with :class:`~alignshift.errors.UserError`. The images are written into
+    :data:`PARTIAL_IMAGES` and renamed into place, and ``DL_info.csv`` comes last, so a folder with
+    a ``DL_info.csv`` is complete. (``tools/make_synthetic_deeplesion.py`` decides whether an earlier
+    output may be replaced.)
     """
-    from ..cli import UserError
-    from ..fsutil import claim_output_dir, read_marker, record_outputs
-
     if image_size < 64:
         raise ValueError(f"image_size must be >= 64, got {image_size}")
     if num_images < 1:
         raise ValueError(f"num_images must be >= 1, got {num_images}")
     spec = SyntheticSpec(num_images, image_size, seed)
     out_dir = os.path.abspath(out_dir)
-    marker = read_marker(out_dir) if os.path.isdir(out_dir) else None
-    if not force and marker is not None and marker.get("tool") == SYNTHETIC_TOOL and any(
-            os.path.lexists(os.path.join(out_dir, n)) for n in _OUTPUTS):
-        raise UserError(f"{out_dir} already holds a synthetic DeepLesion; pass --force (force=True) "
-                        "to replace it")
-    if marker is not None and marker.get("tool") == SYNTHETIC_TOOL:
-        for name in marker.get("entries", []):  # leftovers of a killed run: our temporary folder
-            p = os.path.join(out_dir, str(name))
-            if str(name) == ".Images_png.partial" and os.path.isdir(p) and not os.path.islink(p):
-                shutil.rmtree(p)
-    # refuses a folder that holds anything but our own output; with force, removes only that
-    claim_output_dir(out_dir, SYNTHETIC_TOOL, force=force)
+    present = [n for n in (*_OUTPUTS, PARTIAL_IMAGES) if os.path.lexists(os.path.join(out_dir, n))]
+    if present:
+        raise UserError(f"{out_dir} already holds {', '.join(present)}; expected a folder without a "
+                        "DeepLesion release in it", field="out_dir")
+    tmp = os.path.join(out_dir, PARTIAL_IMAGES)
     images = os.path.join(out_dir, "Images_png")
-    if os.path.lexists(images):  # what force could not remove: something of a user's is inside
-        left = next((os.path.join(d, f) for d, _, fs in os.walk(images) for f in fs), images)
-        raise UserError(f"{images} holds files this generator did not write (e.g. {left}); "
-                        "move them away or choose another folder")
-    tmp_name = ".Images_png.partial"
-    tmp = os.path.join(out_dir, tmp_name)
-    record_outputs(out_dir, SYNTHETIC_TOOL, [*_OUTPUTS, tmp_name])  # before writing: a kill leaves it known
     os.makedirs(tmp)
-    rows, written = [], []
+    rows = []
     it = range(num_images)
     if progress:
         from tqdm import tqdm
@@ -248,10 +231,7 @@ def make_synthetic_deeplesion(out_dir: str, num_images: int = 200, image_size: i
         for k, im in slices:
             png = np.clip(np.round(im) + HU_OFFSET, 0, 65535).astype(np.uint16)
             cv2.imwrite(os.path.join(folder, f"{k:03d}.png"), png)
-            written.append(f"Images_png/{name}/{k:03d}.png")
         rows.extend(r)
-    # every file listed, so that force later removes exactly these and keeps a user's additions
-    record_outputs(out_dir, SYNTHETIC_TOOL, written)
     os.replace(tmp, images)
     csv_path = os.path.join(out_dir, "DL_info.csv")
     with atomic_write(csv_path, newline="") as f:

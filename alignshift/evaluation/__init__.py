@@ -4,7 +4,6 @@ from .froc import (
     AVG_FPS,
     DEFAULT_FPS,
     FROCCurve,
-    box_iou,
     format_froc_table,
     froc,
     froc_breakdown,
@@ -26,7 +25,7 @@ from .predictions import (
 )
 
 __all__ = ["AVG_FPS", "DEFAULT_FPS", "FROCCurve", "ImagePredictions", "PREDICTIONS_FORMAT",
-           "PredictionsError", "box_iou", "compare_with_paper", "format_froc_table", "froc",
+           "PredictionsError", "compare_with_paper", "format_froc_table", "froc",
            "froc_breakdown", "join_ground_truth", "paper_results", "paper_variant", "parse_predictions",
            "plot_froc", "read_ground_truth", "read_predictions", "save_froc_report", "sens_at_fps",
            "summarize", "write_predictions"]

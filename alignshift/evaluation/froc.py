@@ -23,10 +23,11 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..boxes import box_pair_iou
 from ..data.deeplesion import THIN_MAX_MM
 
 __all__ = ["FROCCurve", "froc", "sens_at_fps", "froc_breakdown", "format_froc_table",
-           "plot_froc", "summarize", "save_froc_report", "DEFAULT_FPS", "AVG_FPS", "box_iou"]
+           "plot_froc", "summarize", "save_froc_report", "DEFAULT_FPS", "AVG_FPS"]
 
 DEFAULT_FPS = (0.5, 1, 2, 4, 8, 16)
 AVG_FPS = (0.5, 1, 2, 4)
@@ -50,17 +51,6 @@ class FROCCurve:
         if len(self.fps) == 0:
             return np.zeros(target.shape)
         return np.interp(target, self.fps, self.sens)
-
-
-def box_iou(a: np.ndarray, b: np.ndarray, inclusive: bool = True) -> np.ndarray:
-    """Element-wise IoU of paired boxes a (N, 4) and b (N, 4) in x1, y1, x2, y2."""
-    one = 1.0 if inclusive else 0.0
-    iw = np.maximum(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]) + one, 0.0)
-    ih = np.maximum(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]) + one, 0.0)
-    inter = iw * ih
-    area_a = (a[:, 2] - a[:, 0] + one) * (a[:, 3] - a[:, 1] + one)
-    area_b = (b[:, 2] - b[:, 0] + one) * (b[:, 3] - b[:, 1] + one)
-    return inter / (area_a + area_b - inter)
 
 
 def _stack(arrays: Sequence[np.ndarray], width: int, what: str) -> Tuple[np.ndarray, np.ndarray]:
@@ -108,7 +98,7 @@ def froc(pred_boxes: Sequence[np.ndarray], gt_boxes: Sequence[np.ndarray], iou_t
     for k in range(int(n_gt.max(initial=0))):
         sel = np.flatnonzero(det_ngt > k) if k >= n_gt.min() else slice(None)
         g = det_gt0[sel] + k
-        match = box_iou(dets[sel], gts[g], inclusive) >= iou_thr
+        match = box_pair_iou(dets[sel], gts[g], inclusive) >= iou_thr
         d_idx = np.arange(n)[sel][match]
         is_fp[d_idx] = False
         np.minimum.at(hit_rank, g[match], rank[d_idx])

@@ -26,8 +26,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..cli import UserError
-from ..fsutil import atomic_write
+from ..errors import UserError
+from ..fileio import atomic_write
 
 __all__ = ["PREDICTIONS_FORMAT", "PredictionsError", "ImagePredictions", "write_predictions",
            "read_predictions", "parse_predictions", "read_ground_truth", "join_ground_truth"]
@@ -116,13 +116,13 @@ def _image_name(rec: dict, i: int) -> str:
 def parse_predictions(data: Any, path: str = "<predictions>") -> List[ImagePredictions]:
     """Check the decoded JSON of a predictions file; see the module docstring for what is rejected."""
     if isinstance(data, dict) and "format" not in data and "annotations" in data:
-        raise PredictionsError(f"{path} is an annotation file (tools/prepare_deeplesion.py), not "
-                               "predictions: give the file of tools/test.py --out, and this one "
-                               "with --gt")
+        raise PredictionsError(f"{path} is an annotation file (the prepared DeepLesion annotations), "
+                               f"not predictions (format {PREDICTIONS_FORMAT}): the two files are swapped",
+                               field="predictions")
     if not isinstance(data, dict) or data.get("format") != PREDICTIONS_FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise PredictionsError(f"{path}: expected a JSON object with \"format\": "
-                               f"\"{PREDICTIONS_FORMAT}\" (written by tools/test.py --out), "
+                               f"\"{PREDICTIONS_FORMAT}\" (the predictions a test run writes), "
                                f"found {found!r}")
     images = data.get("images")
     if not isinstance(images, list):
@@ -164,12 +164,13 @@ def read_ground_truth(path: str) -> List[dict]:
 
     ann = _load_json(path, "annotation file")
     if isinstance(ann, dict) and ann.get("format") == PREDICTIONS_FORMAT:
-        raise PredictionsError(f"{path} is a predictions file, not an annotation file: --gt takes "
-                               "the annotations of tools/prepare_deeplesion.py")
+        raise PredictionsError(f"{path} is a predictions file, not an annotation file (COCO-style "
+                               "'images' and 'annotations' of the prepared DeepLesion): the two files "
+                               "are swapped", field="ground_truth")
     if not isinstance(ann, dict) or not isinstance(ann.get("images"), list) \
             or not isinstance(ann.get("annotations"), list):
         raise PredictionsError(f"{path}: expected an annotation object with 'images' and "
-                               "'annotations' lists (written by tools/prepare_deeplesion.py)")
+                               "'annotations' lists (the prepared DeepLesion annotations)")
     if not ann["images"]:
         raise PredictionsError(f"{path}: holds no images")
     images: Dict[Any, dict] = {}

@@ -6,11 +6,16 @@
 - :mod:`.lesions`: 2D boxes -> 3D candidates with voxel and patient-mm extents.
 - :mod:`.outputs`: ``detections.json``, ``lesions.csv``, overlays and the label volume.
 
-``tools/infer_volume.py`` wraps an mmdet detector built from a config as the callable.
+``tools/infer_volume.py`` wraps an mmdet detector built from a config
+(``mmdet_plugins.inference``) as the callable.
 """
 
+from ..errors import require
+
+require("SimpleITK", "inference", "reading CT volumes (alignshift.inference)")
+
 from .driver import Detector, PreprocessConfig, neighbour_mix, prepare_slice, resize_keep_ratio, run_detector
-from .lesions import Candidate, box_pair_iou_matrix, describe_candidate, link_detections
+from .lesions import Candidate, describe_candidate, link_detections
 from .outputs import (
                       CSV_COLUMNS,
                       FORMAT,
@@ -35,7 +40,7 @@ from .volume import (
 
 __all__ = [
     "CSV_COLUMNS", "Candidate", "Detector", "DicomSeries", "FORMAT", "PreprocessConfig", "Volume",
-    "VolumeError", "VolumeResult", "WORKING_ORIENTATION", "box_pair_iou_matrix", "describe_candidate",
+    "VolumeError", "VolumeResult", "WORKING_ORIENTATION", "describe_candidate",
     "detect_volume", "label_image", "link_detections", "list_dicom_series", "mask_array", "mask_filename",
     "neighbour_mix", "prepare_slice", "read_volume", "resize_keep_ratio", "run_detector",
     "write_detections_json", "write_lesions_csv", "write_mask", "write_overlays",

@@ -13,7 +13,9 @@ from typing import List, Sequence
 
 import numpy as np
 
-__all__ = ["Candidate", "link_detections", "box_pair_iou_matrix", "describe_candidate"]
+from ..boxes import box_iou
+
+__all__ = ["Candidate", "link_detections", "describe_candidate"]
 
 
 @dataclass
@@ -37,22 +39,6 @@ class Candidate:
     @property
     def best_index(self) -> int:
         return int(np.argmax(self.scores))
-
-
-def box_pair_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box of ``a: (N, 4)`` with every box of ``b: (M, 4)`` -> ``(N, M)``.
-
-    Boxes are pixel-index corners with inclusive ends (``w = x2 - x1 + 1``), as in DeepLesion.
-    """
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]) + 1
-    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]) + 1
-    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
-    area_a = (a[:, 2] - a[:, 0] + 1) * (a[:, 3] - a[:, 1] + 1)
-    area_b = (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
 def link_detections(per_slice: Sequence[np.ndarray], slice_indices: Sequence[int], score_thr: float = 0.5,
@@ -82,7 +68,7 @@ def link_detections(per_slice: Sequence[np.ndarray], slice_indices: Sequence[int
             active = []
         prev_slice = k
         last = np.array([c.boxes[-1] for c in active]).reshape(-1, 4)
-        iou = box_pair_iou_matrix(dets[:, :4], last) if len(active) else np.zeros((len(dets), 0))
+        iou = box_iou(dets[:, :4], last) if len(active) else np.zeros((len(dets), 0))
         taken = np.zeros(len(active), bool)
         next_active: List[Candidate] = []
         for i, d in enumerate(dets):

@@ -36,7 +36,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..data.deeplesion import window
-from ..fsutil import atomic_path, atomic_write
+from ..fileio import atomic_path, atomic_write
 from .driver import Detector, PreprocessConfig, run_detector
 from .lesions import describe_candidate, link_detections
 from .volume import Volume, label_image

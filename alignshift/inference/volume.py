@@ -26,7 +26,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from ..cli import UserError
+from ..errors import UserError
 
 __all__ = [
     "VolumeError", "Volume", "DicomSeries", "list_dicom_series", "read_volume", "WORKING_ORIENTATION",
@@ -169,8 +169,8 @@ def _read_dicom_series(folder: str, series: Optional[str], resample: bool) -> Tu
         if len(found) > 1:
             listing = "; ".join(f"{s.uid} ({len(s.files)} files" + (f", {s.description})" if s.description
                                                                    else ")") for s in found)
-            raise VolumeError(f"{folder} holds {len(found)} DICOM series; choose one with --series UID: "
-                              f"{listing}")
+            raise VolumeError(f"{folder} holds {len(found)} DICOM series; choose one by its "
+                              f"SeriesInstanceUID: {listing}", field="series")
         chosen = found[0]
     else:
         match = [s for s in found if s.uid == series]
@@ -247,8 +247,8 @@ def _read_dicom_series(folder: str, series: Optional[str], resample: bool) -> Tu
                 f"series {chosen.uid}: slice intervals are not uniform (median {interval:.3f} mm, "
                 f"{gaps[worst]:.3f} mm between {headers[worst][0]} and {headers[worst + 1][0]}; "
                 f"{int(np.sum(np.abs(gaps - interval) > max(UNIFORM_TOL_MM, UNIFORM_TOL_REL * interval)))}"
-                " irregular gaps: missing or uneven slices); rerun with --resample to interpolate onto a "
-                f"uniform {interval:.3f} mm grid")
+                " irregular gaps: missing or uneven slices); resampling interpolates it onto a "
+                f"uniform {interval:.3f} mm grid", field="resample")
         n = int(np.floor((depth[-1] - depth[0]) / interval + 1e-6)) + 1
         target = depth[0] + interval * np.arange(n)
         hi = np.clip(np.searchsorted(depth, target, side="right"), 1, len(depth) - 1)
@@ -312,7 +312,7 @@ def read_volume(path: str, series: Optional[str] = None, resample: bool = False)
         img, info = _read_dicom_series(path, series, resample)
     else:
         if series is not None:
-            raise VolumeError(f"--series {series} applies to a DICOM folder; {path} is a file")
+            raise VolumeError(f"series {series} applies to a DICOM folder; {path} is a file")
         img = _read_file(path)
     if img.GetNumberOfComponentsPerPixel() != 1:
         raise VolumeError(f"{path}: {img.GetNumberOfComponentsPerPixel()}-channel pixels; expected grey CT "

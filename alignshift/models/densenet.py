@@ -22,8 +22,8 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from torch import Tensor, nn
 
-from ..cli import UserError
 from ..converter import CONV_TYPES, IN_CHANNEL_MODES, adapt_in_channels, convert
+from ..errors import UserError
 
 __all__ = [
     "TruncatedDenseNet2d", "DenseNetBackbone25D", "DenseNetBackbone3D",
@@ -129,8 +129,8 @@ def imagenet_weights_file(url: str = DENSENET121_URL, model_dir: Optional[str] =
     """The local copy of the weights at ``url``: downloaded once into the torch hub cache.
 
     ``model_dir`` defaults to ``$TORCH_HOME/hub/checkpoints``. Raises
-    :class:`alignshift.cli.UserError` saying where to put the file by hand when the download fails
-    (offline, or behind a proxy).
+    :class:`alignshift.errors.UserError` (``field="pretrained"``) saying where to put the file by
+    hand when the download fails (offline, or behind a proxy).
     """
     model_dir = model_dir or os.path.join(torch.hub.get_dir(), "checkpoints")
     cached = os.path.join(model_dir, os.path.basename(urlparse(url).path))
@@ -143,9 +143,9 @@ def imagenet_weights_file(url: str = DENSENET121_URL, model_dir: Optional[str] =
         reason = getattr(e, "reason", None) or e
         raise UserError(
             f"cannot download the ImageNet DenseNet-121 weights from {url} ({reason}). Offline or "
-            f"behind a proxy: fetch that file elsewhere and put it at {cached}, or give a local copy "
-            "with --cfg-options model.backbone.pretrained=/path/to/densenet121-a639ec97.pth "
-            "(model.backbone.pretrained=None trains from scratch)") from None
+            f"behind a proxy: fetch that file elsewhere and put it at {cached}, or pass a local copy "
+            "as pretrained=/path/to/densenet121-a639ec97.pth (pretrained=None trains from scratch)",
+            field="pretrained") from None
     return cached
 
 

@@ -20,23 +20,12 @@ model = dict(
     test_cfg=dict(rpn=dict(nms_pre=600, max_per_img=300, min_bbox_size=0, nms=dict(offset=0)),
                   rcnn=dict(nms=dict(offset=0))))
 
-meta_keys = ("img_id", "img_path", "file_name", "ori_shape", "img_shape", "scale_factor", "flip",
-             "flip_direction", "thickness", "spacing")
-train_pipeline = [
-    dict(type="LoadDeepLesionSlices"),
-    dict(type="LoadAnnotations", with_bbox=True),
-    dict(type="Resize", scale=img_scale, keep_ratio=True),
-    dict(type="RandomShiftScaleRotate", shift_limit=0.0625, scale_limit=0.1, rotate_limit=15,
-         prob=0.5),
-    dict(type="RandomFlip", prob=0.5),
-    dict(type="PackDetInputs", meta_keys=meta_keys),
-]
-test_pipeline = [
-    dict(type="LoadDeepLesionSlices"),
-    dict(type="Resize", scale=img_scale, keep_ratio=True),
-    dict(type="LoadAnnotations", with_bbox=True),
-    dict(type="PackDetInputs", meta_keys=meta_keys),
-]
+# the pipelines of configs/_base_/datasets/deeplesion.py at 128 pixels, with a milder augmentation
+_resize = dict(type="Resize", scale=img_scale, keep_ratio=True)
+_augment = dict(type="RandomShiftScaleRotate", shift_limit=0.0625, scale_limit=0.1, rotate_limit=15, prob=0.5)
+train_pipeline = [{"Resize": _resize, "RandomShiftScaleRotate": _augment}.get(t.type, t)
+                  for t in _base_.train_pipeline]
+test_pipeline = [_resize if t.type == "Resize" else t for t in _base_.test_pipeline]
 train_dataloader = dict(num_workers=0, persistent_workers=False,
                         dataset=dict(data_root=data_root, pipeline=train_pipeline))
 val_dataloader = dict(num_workers=0, persistent_workers=False,

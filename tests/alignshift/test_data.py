@@ -17,7 +17,6 @@ from alignshift.data import (
     select_split,
     window,
 )
-from alignshift.fsutil import MARKER
 
 REAL_ROWS = [
     '000001_01_01_109.png,1,1,1,109,"233.537, 95.0204, 234.057, 106.977, 231.169, 101.605, 236.252, '
@@ -117,8 +116,6 @@ def test_synthetic_is_deterministic(tmp_path):
         h = hashlib.sha256()
         for dirpath, _, files in sorted(os.walk(root)):
             for f in sorted(files):
-                if f == MARKER:  # says when it was written
-                    continue
                 h.update(f.encode())
                 h.update(open(os.path.join(dirpath, f), "rb").read())
         return h.hexdigest()
@@ -240,7 +237,7 @@ def test_every_bad_row_is_collected(tmp_path):
     assert [r.file_name for r in recs] == ["000092_02_03/212.png"]
     assert [str(e).split(": ")[1] for e in errors] == [
         "line 2, column Slice_range", "line 4, column File_name", "line 5, column Spacing_mm_px_"]
-    from alignshift.cli import UserError
+    from alignshift.errors import UserError
 
     assert all(isinstance(e, UserError) for e in errors)  # tools print them as one line
 
@@ -254,26 +251,40 @@ def test_missing_neighbours_counts_fallbacks(tmp_path):
     assert missing_neighbours(root, "000001_01_01/020.png", 5.0, 3, 2.0, interpolate=False) == [19]
 
 
-def test_synthetic_writer_never_deletes_what_it_did_not_write(tmp_path):
-    from alignshift.cli import UserError
+def test_synthetic_generator_refuses_a_release_it_would_overwrite(tmp_path):
+    from alignshift.errors import UserError
+
+    out = tmp_path / "syn"
+    (out).mkdir()
+    (out / "beside.txt").write_text("keep")
+    make_synthetic_deeplesion(str(out), num_images=2, image_size=64, progress=False)
+    with pytest.raises(UserError, match="already holds DL_info.csv, Images_png"):
+        make_synthetic_deeplesion(str(out), num_images=2, image_size=64, progress=False)
+    assert (out / "beside.txt").read_text() == "keep"
+    assert len(parse_dl_info(str(out / "DL_info.csv"))) == 2
+
+
+def test_synthetic_tool_never_deletes_what_it_did_not_write(tmp_path):
+    from alignshift.apps.make_synthetic_deeplesion import write_synthetic
+    from alignshift.errors import UserError
 
     user = tmp_path / "mine"
     user.mkdir()
     (user / "keep.txt").write_text("keep")
     with pytest.raises(UserError, match="is not empty and was not written by make_synthetic"):
-        make_synthetic_deeplesion(str(user), num_images=1, image_size=64, progress=False)
+        write_synthetic(str(user), num_images=1, image_size=64, progress=False)
     assert os.listdir(user) == ["keep.txt"]
     out = tmp_path / "syn"
-    make_synthetic_deeplesion(str(out), num_images=2, image_size=64, progress=False)
+    write_synthetic(str(out), num_images=2, image_size=64, progress=False)
     (out / "beside.txt").write_text("keep")
     with pytest.raises(UserError, match="already holds a synthetic DeepLesion; pass --force"):
-        make_synthetic_deeplesion(str(out), num_images=2, image_size=64, progress=False)
+        write_synthetic(str(out), num_images=2, image_size=64, progress=False)
     (out / "Images_png" / "inside.txt").write_text("keep")
     with pytest.raises(UserError, match="holds Images_png/inside.txt"):
-        make_synthetic_deeplesion(str(out), num_images=2, image_size=64, progress=False, force=True)
+        write_synthetic(str(out), num_images=2, image_size=64, progress=False, force=True)
     assert (out / "DL_info.csv").exists()  # refused before anything was removed
     (out / "Images_png" / "inside.txt").unlink()
-    make_synthetic_deeplesion(str(out), num_images=3, image_size=64, progress=False, force=True)
+    write_synthetic(str(out), num_images=3, image_size=64, progress=False, force=True)
     assert (out / "beside.txt").read_text() == "keep" and (user / "keep.txt").read_text() == "keep"
     assert len(parse_dl_info(str(out / "DL_info.csv"))) == 3
     assert sorted(os.listdir(tmp_path)) == ["mine", "syn"]  # no sibling temp folder either

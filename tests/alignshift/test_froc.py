@@ -168,7 +168,7 @@ def test_predictions_round_trip(tmp_path):
     ([GOOD, GOOD], r"images\[1\] \(a/1.png\): names the same image as images\[0\]"),
 ])
 def test_predictions_reader_rejects(tmp_path, images, match):
-    from alignshift.cli import UserError
+    from alignshift.errors import UserError
     from alignshift.evaluation import PredictionsError, read_predictions
 
     with pytest.raises(PredictionsError, match=match) as err:

@@ -1,4 +1,4 @@
-"""alignshift.zoo: index, conversion of the published key layout, mmdet 1.x box conventions, slices."""
+"""alignshift.apps.zoo: index, conversion of the published key layout, mmdet 1.x box conventions, slices."""
 
 from __future__ import annotations
 
@@ -12,9 +12,7 @@ import pytest
 import torch
 import yaml
 
-from alignshift.evaluation.paper import compare_with_paper, paper_results
-from alignshift.ops import align_shift, tsm_shift
-from alignshift.zoo import (
+from alignshift.apps.zoo import (
     CheckpointLayoutError,
     ZooIndexError,
     convert_v1_checkpoint,
@@ -22,9 +20,11 @@ from alignshift.zoo import (
     load_index,
     published_backbone_shapes,
 )
-from alignshift.zoo.boxes import v1_base_anchors, v1_delta2bbox, v1_grid_anchors
-from alignshift.zoo.slices import load_published_multislice, published_slice_plan
-from alignshift.zoo.testing import fake_published_checkpoint
+from alignshift.apps.zoo.testing import fake_published_checkpoint
+from alignshift.boxes import v1_base_anchors, v1_delta2bbox, v1_grid_anchors
+from alignshift.data.published import load_published_multislice, published_slice_plan
+from alignshift.evaluation.paper import compare_with_paper, paper_results
+from alignshift.ops import align_shift, tsm_shift
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -56,8 +56,14 @@ def test_metafile_lists_every_model_with_config_and_paper_figures_from_the_one_j
 
 
 def test_model_index_imports_the_metafile():
-    with open(os.path.join(ROOT, "model-index.yml")) as f:
-        assert yaml.safe_load(f) == {"Import": ["configs/deeplesion/metafile.yml"]}
+    """Both are package data: the index is read from the installed package, beside its metafile."""
+    from alignshift.apps.zoo.index import default_index_path
+
+    index = default_index_path()
+    assert os.path.dirname(index) == os.path.join(ROOT, "alignshift", "apps", "zoo")
+    with open(index) as f:
+        assert yaml.safe_load(f) == {"Import": ["metafile.yml"]}
+    assert {e.metafile for e in load_index()} == {os.path.join(os.path.dirname(index), "metafile.yml")}
 
 
 def test_index_errors_name_file_and_field(tmp_path):
@@ -89,7 +95,7 @@ def test_compare_with_paper_lays_measured_beside_published():
 # ---------------------------------------------------------------- conversion
 
 def test_shipped_backbone_fixture_is_the_shared_one():
-    with open(os.path.join(ROOT, "alignshift", "zoo", "official_alignshift_backbone_keys.json")) as f:
+    with open(os.path.join(ROOT, "alignshift", "apps", "zoo", "official_alignshift_backbone_keys.json")) as f:
         shipped = json.load(f)
     assert set(shipped) == {"backbone_3slice", "backbone_7slice"}
     assert len(published_backbone_shapes(7)) == 531

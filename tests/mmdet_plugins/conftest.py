@@ -6,7 +6,7 @@ import pytest
 @pytest.fixture(scope="session")
 def prepared_root(synthetic_root):
     """The shared synthetic release with annotations from tools/prepare_deeplesion.py."""
-    from tools import prepare_deeplesion
+    from alignshift.apps import prepare_deeplesion
 
     if not os.path.exists(synthetic_root / "annotations" / "deeplesion_test.json"):
         assert prepare_deeplesion.main(["--data-root", str(synthetic_root)]) == 0

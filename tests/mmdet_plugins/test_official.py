@@ -11,10 +11,10 @@ import sys
 import pytest
 import torch
 
-from alignshift.cli import run_cli
-from alignshift.zoo import convert_v1_checkpoint, load_index
-from alignshift.zoo.boxes import v1_base_anchors, v1_grid_anchors
-from alignshift.zoo.testing import fake_published_checkpoint
+from alignshift.apps.cli import run_cli
+from alignshift.apps.zoo import convert_v1_checkpoint, load_index
+from alignshift.apps.zoo.testing import fake_published_checkpoint
+from alignshift.boxes import v1_base_anchors, v1_grid_anchors
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OFFICIAL = os.path.join(ROOT, "configs", "deeplesion", "official")
@@ -156,7 +156,7 @@ def test_metric_logs_paper_vs_measured(mmdet_registered):
 
 
 def test_convert_tool_checks_against_the_config_and_reports(tmp_path, published3, capsys):
-    from tools.convert_official_checkpoint import main
+    from alignshift.apps.convert_official_checkpoint import main
 
     src, out = tmp_path / "published.pth", tmp_path / "converted.pth"
     torch.save(published3, src)

@@ -119,14 +119,10 @@ def test_cli_errors_are_clear(prepared_root, tmp_path):
 
 
 def test_cfg_options_and_env_data_root(prepared_root, monkeypatch):
-    import argparse
-
-    from tools._cli import load_config
+    from mmdet_plugins.apis import load_config
 
     monkeypatch.setenv("DEEPLESION_ROOT", "/some/where/")
-    args = argparse.Namespace(config=CONFIG, launcher="none", work_dir=None,
-                              cfg_options={"train_cfg.max_epochs": 3, "model.backbone.conv": "tsm"})
-    cfg = load_config(args)
+    cfg = load_config(CONFIG, {"train_cfg.max_epochs": 3, "model.backbone.conv": "tsm"})
     assert cfg.train_cfg.max_epochs == 3 and cfg.model.backbone.conv == "tsm"
     assert cfg.train_dataloader.dataset.data_root == "/some/where/"
     assert cfg.work_dir.endswith("alignshift_3slice_synthetic")
@@ -222,8 +218,8 @@ TOOL_CASES = [
     ("train", [CFG_ABS, "--cfg-options", "model.backbone.pretrained=http://127.0.0.1:9/densenet121-a639ec97.pth"],
      1, r"cannot download the ImageNet DenseNet-121 weights from http://127.0.0.1:9/densenet121-a639ec97.pth "
         r"\(.*\)\. Offline or behind a proxy: fetch that file elsewhere and put it at "
-        r".*torch_home/hub/checkpoints/densenet121-a639ec97.pth, or give a local copy with --cfg-options "
-        r"model.backbone.pretrained="),
+        r".*torch_home/hub/checkpoints/densenet121-a639ec97.pth, or pass a local copy as pretrained=.*; "
+        r"or give a local copy with --cfg-options model.backbone.pretrained="),
     ("train", [CFG_ABS, "--cfg-options", "model.backbone.pretrained=nope.pth"], 2,
      r"model.backbone.pretrained: nope.pth does not exist"),
 ]
@@ -235,9 +231,9 @@ def test_tool_mistakes_are_one_line_and_early(user_ws, prepared_root, monkeypatc
                                               code, match):
     import re
 
-    from alignshift.cli import run_cli
-    from tools import test as test_tool
-    from tools import train as train_tool
+    from alignshift.apps import test as test_tool
+    from alignshift.apps import train as train_tool
+    from alignshift.apps.cli import run_cli
 
     monkeypatch.chdir(user_ws)
     monkeypatch.setenv("DEEPLESION_ROOT", str(prepared_root) + "/")
@@ -245,8 +241,8 @@ def test_tool_mistakes_are_one_line_and_early(user_ws, prepared_root, monkeypatc
     monkeypatch.delenv("ALIGNSHIFT_DEBUG", raising=False)
     _logs_to_current_stdout(monkeypatch)
     before = _snapshot(user_ws)
-    main = {"test": test_tool.main, "train": train_tool.main}[tool]
-    assert run_cli(main, argv, prog=f"{tool}.py") == code
+    module = {"test": test_tool, "train": train_tool}[tool]
+    assert run_cli(module.main, argv, prog=f"{tool}.py", hints=module.HINTS) == code
     err = [ln for ln in capsys.readouterr().err.strip().splitlines() if ln]
     assert len(err) == 1 and err[0].startswith(f"{tool}.py: error: "), err
     assert re.search(match, err[0]), err[0]
@@ -257,7 +253,7 @@ def test_tool_mistakes_are_one_line_and_early(user_ws, prepared_root, monkeypatc
 def test_non_strict_loading_is_a_warning(user_ws, capsys):
     from mmengine.config import Config
 
-    from tools._cli import check_checkpoint_matches
+    from mmdet_plugins.apis import check_checkpoint_matches
 
     model = torch.nn.Linear(2, 2)
     cfg = Config(dict(checkpoint_strict=False))

@@ -14,8 +14,8 @@ import sys
 
 import pytest
 
-from alignshift.cli import run_cli
-from tools import demo, eval_froc, make_synthetic_deeplesion, prepare_deeplesion
+from alignshift.apps import demo, eval_froc, make_synthetic_deeplesion, prepare_deeplesion
+from alignshift.apps.cli import run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOLS = {"make_synthetic_deeplesion": make_synthetic_deeplesion, "prepare_deeplesion": prepare_deeplesion,

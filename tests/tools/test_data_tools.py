@@ -4,8 +4,8 @@ import shutil
 
 import pytest
 
-from alignshift.cli import UsageError, UserError
-from tools import make_synthetic_deeplesion, prepare_deeplesion
+from alignshift.apps import make_synthetic_deeplesion, prepare_deeplesion
+from alignshift.errors import UsageError, UserError
 
 
 def test_prepare_reports_what_it_skips(synthetic_root, tmp_path, capsys):

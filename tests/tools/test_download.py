@@ -1,4 +1,4 @@
-"""tools/download.py (alignshift.zoo.cli) against a local HTTP server on 127.0.0.1 and a local
+"""tools/download.py (alignshift.apps.zoo.cli) against a local HTTP server on 127.0.0.1 and a local
 stand-in for gdown; nothing here touches the network."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import threading
 import pytest
 import torch
 
-from alignshift.cli import run_cli
-from alignshift.zoo.cli import main
-from alignshift.zoo.download import sha256sum
-from alignshift.zoo.testing import fake_published_checkpoint
+from alignshift.apps.cli import run_cli
+from alignshift.apps.zoo.cli import main
+from alignshift.apps.zoo.download import sha256sum
+from alignshift.apps.zoo.testing import fake_published_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DRIVE_ID = "1_ApYs5vb_VzkdqK02lb861Psj-GSdznV"
@@ -201,7 +201,7 @@ def test_usage_errors(capsys):
     assert rc == 2 and "no model 'resnet50'" in err and "alignshift_7slice" in err
 
 
-@pytest.mark.parametrize("cmd", [["tools/download.py"], ["-m", "alignshift.zoo"]])
+@pytest.mark.parametrize("cmd", [["tools/download.py"], ["-m", "alignshift.apps.zoo"]])
 def test_list_command_line(cmd, tmp_path):
     (tmp_path / "alignshift_7slice.pth").write_bytes(b"x")
     res = subprocess.run([sys.executable, *cmd, "--list", "--dest", str(tmp_path)], cwd=ROOT, text=True,

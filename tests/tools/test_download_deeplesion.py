@@ -1,4 +1,4 @@
-"""tools/download_deeplesion.py and alignshift.data.download against a local HTTP server.
+"""tools/download_deeplesion.py and alignshift.apps.deeplesion_download against a local HTTP server.
 
 The server (127.0.0.1, a thread) serves tiny zips in the release layout
 (``Images_png/<series>/<slice>.png``) built from the synthetic release; its handler counts the
@@ -23,9 +23,10 @@ import zipfile
 
 import pytest
 
-from alignshift.cli import UserError, run_cli
-from alignshift.data import download as dl
-from tools import download_deeplesion, prepare_deeplesion
+from alignshift.apps import deeplesion_download as dl
+from alignshift.apps import download_deeplesion, prepare_deeplesion
+from alignshift.apps.cli import run_cli
+from alignshift.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOL = os.path.join(ROOT, "tools", "download_deeplesion.py")

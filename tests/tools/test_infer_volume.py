@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from alignshift.cli import run_cli
+from alignshift.apps.cli import run_cli
 from alignshift.inference import CSV_COLUMNS
 
 CONFIG = "configs/demo/alignshift_3slice_synthetic.py"
@@ -17,9 +17,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def cli(argv):
-    from tools import infer_volume
+    from alignshift.apps import infer_volume
 
-    return run_cli(infer_volume.main, argv, prog="infer_volume.py")
+    return run_cli(infer_volume.main, argv, prog="infer_volume.py", hints=infer_volume.HINTS)
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +144,8 @@ def test_list_series_and_choice(tmp_path, capsys):
     assert cli([str(folder), os.path.join(ROOT, CONFIG), str(tmp_path / "x.pth")]) == 1  # no checkpoint
     assert cli([str(folder), os.path.join(ROOT, CONFIG), __file__, "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
-    assert "holds 2 DICOM series; choose one with --series UID: 1.2.826.0.1.1 (3 files, series 3)" in err
+    assert "2 DICOM series; choose one by its SeriesInstanceUID: 1.2.826.0.1.1 (3 files, series 3)" in err
+    assert err.rstrip().endswith("choose one with --series UID (--list-series lists them)")  # the tool's hint
 
 
 @pytest.mark.parametrize("name,expected", [
@@ -156,7 +157,7 @@ def test_list_series_and_choice(tmp_path, capsys):
 def test_preprocess_read_from_configs(name, expected):
     from mmengine.config import Config
 
-    from tools.infer_volume import preprocess_from_config
+    from mmdet_plugins.inference import preprocess_from_config
 
     pre = preprocess_from_config(Config.fromfile(os.path.join(ROOT, "configs", name)))
     assert (pre.num_slices, pre.norm_interval, pre.interpolate, pre.img_scale) == expected

@@ -1,4 +1,4 @@
-"""tools/reproduce.py and the table arithmetic behind it (alignshift/evaluation/reproduce.py)."""
+"""tools/reproduce.py and the table arithmetic behind it (alignshift/apps/reproduce/tables.py)."""
 
 import json
 import os
@@ -7,10 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from alignshift.data import parse_dl_info
-from alignshift.data.thickness_benchmark import BenchmarkSpec, make_thickness_benchmark
-from alignshift.evaluation.paper import paper_results
-from alignshift.evaluation.reproduce import (
+from alignshift.apps.reproduce.tables import (
     SUBSETS,
     aggregate_runs,
     build_results,
@@ -20,6 +17,9 @@ from alignshift.evaluation.reproduce import (
     run_summary,
     subset_avg,
 )
+from alignshift.data import parse_dl_info
+from alignshift.data.thickness_benchmark import BenchmarkSpec, make_thickness_benchmark
+from alignshift.evaluation.paper import paper_results
 
 
 def _paper_runs():
@@ -104,7 +104,7 @@ def test_benchmark_same_anatomy_thin_and_thick(tmp_path):
 
 
 def test_reproduce_tiny_end_to_end(tmp_path, capsys):
-    from tools import reproduce
+    from alignshift.apps.reproduce import driver as reproduce
 
     out, data = tmp_path / "out", tmp_path / "data"
     argv = ["--synthetic", "--profile", "tiny", "--variants", "alignshift_3slice", "--seeds", "0",
@@ -138,7 +138,7 @@ def test_reproduce_tiny_end_to_end(tmp_path, capsys):
 
 
 def test_reproduce_usage_errors(capsys):
-    from tools import reproduce
+    from alignshift.apps.reproduce import driver as reproduce
 
     assert reproduce.run_cli(reproduce.main, ["--synthetic", "--variants", "resnet"]) == 2
     assert "unknown resnet" in capsys.readouterr().err

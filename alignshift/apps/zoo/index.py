@@ -1,4 +1,4 @@
-"""The model index: ``model-index.yml`` -> ``configs/deeplesion/metafile.yml`` (OpenMMLab form).
+"""The model index: the package's ``model-index.yml`` -> ``metafile.yml`` (OpenMMLab form).
 
 Each model entry carries, besides the OpenMMLab fields (``Name``, ``In Collection``, ``Config``,
 ``Metadata``, ``Results``, ``Weights``), the ones the downloader needs:
@@ -9,7 +9,9 @@ Each model entry carries, besides the OpenMMLab fields (``Name``, ``In Collectio
 - ``Metadata.Conv`` / ``Metadata.Slices`` / ``Metadata.Paper Variant`` (a key of
   :func:`alignshift.evaluation.paper.paper_results` ``['variants']``).
 
-The paper's figures under ``Results`` are a copy for OpenMMLab tooling; ``tests/alignshift/test_zoo.py``
+Both files are package data (read from the installed package). ``Config`` paths are relative to
+the source tree (``configs/deeplesion/official/...``): :func:`resolve_config` finds them. The
+paper's figures under ``Results`` are a copy for OpenMMLab tooling; ``tests/alignshift/test_zoo.py``
 checks that they agree with ``alignshift/evaluation/paper_results.json``, the one source every tool
 reads.
 """
@@ -24,7 +26,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
-__all__ = ["ZooEntry", "ZooIndexError", "default_index_path", "find_entry", "load_index"]
+from ..paths import config_path
+
+__all__ = ["ZooEntry", "ZooIndexError", "default_index_path", "find_entry", "load_index", "resolve_config"]
 
 _DRIVE_FOLDER = re.compile(r"^https://drive\.google\.com/drive/folders/([A-Za-z0-9_-]+)")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -64,8 +68,13 @@ class ZooEntry:
 
 
 def default_index_path() -> str:
-    """``model-index.yml`` at the repository root (beside ``alignshift/``)."""
-    return str(Path(__file__).resolve().parents[2] / "model-index.yml")
+    """The ``model-index.yml`` shipped in this package."""
+    return str(Path(__file__).resolve().parent / "model-index.yml")
+
+
+def resolve_config(entry: ZooEntry) -> str:
+    """The path of ``entry.config`` (:func:`alignshift.apps.paths.config_path`)."""
+    return config_path(entry.config)
 
 
 def _load_yaml(path: str) -> Any:

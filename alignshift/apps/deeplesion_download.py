@@ -37,8 +37,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from ..cli import UsageError, UserError
-from ..fsutil import atomic_write, ensure_writable_dir
+from ..errors import UsageError, UserError, require
+from ..fileio import atomic_write, ensure_writable_dir
 
 __all__ = [
     "DEFAULT_MANIFEST", "DL_INFO_BYTES", "DL_INFO_PAGE", "DL_INFO_SHA256", "MANIFEST_COLUMNS",
@@ -252,6 +252,7 @@ def fetch_zip(entry: ZipEntry, path: str, session=None, *, retries: int = 5, bac
         DownloadError: the server refused the file, or every attempt failed (the partial is kept).
         ChecksumError: the finished file does not match (it is removed).
     """
+    require("requests", "download", "downloading DeepLesion")
     import requests
     import urllib3
 
@@ -674,6 +675,7 @@ def _process(status: FileStatus, dest: str, slot: int, total_bar, *, keep_zips: 
              backoff: float, timeout: float, progress: bool, stop: threading.Event,
              log: Callable[[str], None]) -> None:
     """One zip: verify or fetch it, extract it, remove it (unless ``keep_zips``)."""
+    require("requests", "download", "downloading DeepLesion")
     import requests
 
     entry = status.entry

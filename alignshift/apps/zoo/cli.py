@@ -1,4 +1,4 @@
-"""``python tools/download.py`` / ``python -m alignshift.zoo``: list and fetch the published snapshots.
+"""``python tools/download.py`` / ``alignshift-download``: list and fetch the published snapshots.
 
     python tools/download.py --list [--dest checkpoints/]
     python tools/download.py download NAME [--dest checkpoints/] [--from FILE] [--force]
@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import List, Optional, Sequence
 
-from ..cli import UsageError, UserError
-from ..evaluation.paper import paper_results
+from ...errors import UsageError, UserError
+from ...evaluation.paper import paper_results
+from ..cli import ArgumentParser, run_cli
 from .download import DriveFolderDownloader, download, downloaded, gdown_folder
-from .index import ZooEntry, ZooIndexError, default_index_path, find_entry, load_index
+from .index import ZooEntry, ZooIndexError, find_entry, load_index
 
-__all__ = ["format_zoo_table", "main"]
+__all__ = ["cli", "format_zoo_table", "main"]
 
 
 def format_zoo_table(entries: Sequence[ZooEntry], dest: str) -> str:
@@ -34,12 +36,12 @@ def format_zoo_table(entries: Sequence[ZooEntry], dest: str) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="download.py", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = ArgumentParser(
+        prog="download.py",
         description="List and fetch the published AlignShift/TSM snapshots, converted for this project.")
     p.add_argument("--list", action="store_true", help="print the zoo as a table")
     p.add_argument("--index", default=None,
-                   help=f"model index or metafile (default: {os.path.relpath(default_index_path())})")
+                   help="model index or metafile (default: the package's model-index.yml)")
     p.add_argument("--dest", default="checkpoints", help="where converted snapshots are written")
     p.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
     sub = p.add_subparsers(dest="command")
@@ -80,3 +82,12 @@ def main(argv: Optional[List[str]] = None, drive_downloader: DriveFolderDownload
         download(entry, args.dest, args.from_file, args.cache_dir, args.force, args.retries,
                  progress=not args.no_progress, drive_downloader=drive_downloader)
     return 0
+
+
+def cli() -> int:
+    """The console script ``alignshift-download``."""
+    return run_cli(main, prog="download.py")
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -13,8 +13,8 @@ from typing import Any, Callable, List, Optional
 
 import torch
 
-from ..cli import UserError
-from ..fsutil import atomic_path, ensure_writable_dir
+from ...errors import UserError, require
+from ...fileio import atomic_path, ensure_writable_dir
 from .convert import CheckpointLayoutError, convert_v1_checkpoint
 from .index import ZooEntry
 
@@ -39,6 +39,7 @@ def sha256sum(path: str, chunk: int = 1 << 20) -> str:
 
 def default_cache_dir() -> str:
     """Where fetched published files are kept before conversion (``pooch.os_cache('alignshift')``)."""
+    require("pooch", "zoo", "downloading a zoo snapshot")
     import pooch
 
     return str(pooch.os_cache("alignshift"))
@@ -47,6 +48,7 @@ def default_cache_dir() -> str:
 def fetch_url(url: str, fname: str, cache_dir: str, sha256: Optional[str] = None, retries: int = 2,
               progress: bool = True) -> str:
     """Download ``url`` to ``cache_dir/fname`` with pooch (reused when present and matching)."""
+    require("pooch", "zoo", "downloading a zoo snapshot")
     import pooch
     import requests
 
@@ -67,6 +69,7 @@ def fetch_url(url: str, fname: str, cache_dir: str, sha256: Optional[str] = None
 
 def gdown_folder(folder_id: str, output: str, quiet: bool) -> Any:
     """The default :data:`DriveFolderDownloader`: ``gdown.download_folder``."""
+    require("gdown", "zoo", "downloading a snapshot from Google Drive")
     import gdown
 
     return gdown.download_folder(id=folder_id, output=output, quiet=quiet)

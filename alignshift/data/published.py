@@ -19,7 +19,7 @@ from typing import List, Tuple
 
 import numpy as np
 
-from ..data.deeplesion import read_hu
+from .deeplesion import read_hu
 
 __all__ = ["PUBLISHED_VARIANTS", "load_published_multislice", "published_slice_plan"]
 

@@ -1,10 +1,13 @@
 """The model zoo: the published AlignShift/TSM snapshots, their index, download and conversion.
 
-- :mod:`.index` reads ``model-index.yml`` / ``configs/deeplesion/metafile.yml``;
+- :mod:`.index` reads the package's ``model-index.yml`` and ``metafile.yml`` (OpenMMLab form);
 - :mod:`.download` fetches a snapshot (pooch for URLs, gdown for the Google Drive folder, or a file
   the user fetched by hand), prints its sha256 and converts it on arrival;
 - :mod:`.convert` turns a published mmdet 1.0rc1 state dict into this project's (pure torch);
-- :mod:`.slices` is the published slice sampling, for the ``configs/deeplesion/official`` configs.
+- :mod:`.cli` is ``tools/download.py`` (``alignshift-download``, ``python -m alignshift.apps.zoo``).
+
+The published slice sampling and box conventions the converted snapshots need are part of the
+method: :mod:`alignshift.data.published` and :mod:`alignshift.boxes`.
 
 Framework-free: nothing here imports mmdet, mmcv or mmengine.
 """

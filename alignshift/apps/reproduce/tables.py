@@ -19,8 +19,8 @@ from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
-from .froc import froc_breakdown
-from .paper import paper_results
+from ...evaluation.froc import froc_breakdown
+from ...evaluation.paper import paper_results
 
 __all__ = ["CURVE_FPS", "DEFAULT_TOLERANCE", "SUBSETS", "aggregate_runs", "build_results",
            "compare_with_published", "plot_froc_panels", "render_gap_table", "render_table1",
@@ -292,7 +292,7 @@ def plot_froc_panels(results: Mapping[str, dict], path: str, title: str = "") ->
     fig.suptitle((title + "\n" if title else "") + "lines: measured (mean over seeds); circles: published",
                  fontsize=9)
     fig.tight_layout()
-    from ..fsutil import atomic_path
+    from ...fileio import atomic_path
 
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp)

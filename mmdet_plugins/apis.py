@@ -1,40 +1,48 @@
-"""Shared set-up of tools/train.py and tools/test.py (mmdet-style CLI) and their fail-fast checks.
+"""What the train and test tools do with MMEngine: load a config, check it, build the runner.
 
 Everything a run needs is checked here before a model or a dataset is built: the config, the
-annotation files and image folders of the splits it reads, and that every output can be written.
-A mistake raises :class:`alignshift.cli.UserError` (one line, see ``alignshift/cli.py``).
+annotation files and image folders of the splits it reads, that every output can be written, and
+that a checkpoint fits the model. A mistake raises :class:`alignshift.errors.UserError` naming the
+file or the config key (the tools print it as one line).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import os.path as osp
+import re
+import sys
 import zipfile
 from typing import Iterable, Optional
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from alignshift.cli import UsageError, UserError
-from alignshift.data.deeplesion import DATA_HINT
-from alignshift.fsutil import ensure_writable_dir
+from alignshift.errors import UsageError, UserError
+from alignshift.fileio import ensure_writable_dir
+
+__all__ = ["STRICT_KEY", "build_model", "build_runner", "check_checkpoint_matches", "check_data",
+           "check_outputs", "load_config", "sniff_checkpoint"]
 
 
-def load_config(args) -> Config:
-    """Config with --cfg-options merged, the launcher set and the work dir resolved (absolute)."""
-    if not osp.isfile(args.config):
-        raise UsageError(f"config {args.config} does not exist (relative paths are relative to the "
+def load_config(config: str, cfg_options: Optional[dict] = None, work_dir: Optional[str] = None,
+                launcher: str = "none") -> Config:
+    """The config with ``cfg_options`` merged, the launcher set and the work dir resolved (absolute).
+
+    The work dir is ``work_dir``, else the config's, else ``work_dirs/<config name>``.
+    """
+    if not osp.isfile(config):
+        raise UsageError(f"config {config} does not exist (relative paths are relative to the "
                          f"current folder, {os.getcwd()})")
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
+    cfg = Config.fromfile(config)
+    cfg.launcher = launcher
+    if cfg_options is not None:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
     elif cfg.get("work_dir", None) is None:
-        cfg.work_dir = osp.join("./work_dirs", osp.splitext(osp.basename(args.config))[0])
+        cfg.work_dir = osp.join("./work_dirs", osp.splitext(osp.basename(config))[0])
     cfg.work_dir = osp.abspath(cfg.work_dir)
     for key in ("val_evaluator", "test_evaluator"):  # FROC table, plot and JSON go to the work dir
         ev = cfg.get(key)
@@ -68,13 +76,14 @@ def check_data(cfg: Config, loaders: Iterable[str]) -> None:
             if ann:
                 path = ann if osp.isabs(ann) else osp.join(root, ann)
                 if not osp.isfile(path):
-                    raise UserError(f"{key}: annotation file {osp.abspath(path)} does not exist. "
-                                    + DATA_HINT)
+                    raise UserError(f"{key}: annotation file {osp.abspath(path)} does not exist",
+                                    field="data_root")
             img = (ds.get("data_prefix") or {}).get("img")
             if img is not None:
                 path = img if osp.isabs(img) else osp.join(root, img)
                 if not osp.isdir(path):
-                    raise UserError(f"{key}: image folder {osp.abspath(path)} does not exist. " + DATA_HINT)
+                    raise UserError(f"{key}: image folder {osp.abspath(path)} does not exist",
+                                    field="data_root")
 
 
 def check_outputs(cfg: Config) -> None:
@@ -106,49 +115,37 @@ def build_runner(cfg: Config) -> Runner:
     return RUNNERS.build(cfg) if "runner_type" in cfg else Runner.from_cfg(cfg)
 
 
-def parse_with_common_args(p: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
-    """Add the options train and test share (as mmdet's tools do), parse, export LOCAL_RANK."""
-    p.add_argument("--cfg-options", nargs="+", action=DictAction,
-                   help="override config settings, e.g. train_cfg.max_epochs=2")
-    p.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none",
-                   help="job launcher")
-    p.add_argument("--local_rank", "--local-rank", type=int, default=0)
-    p.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
-    args = p.parse_args(argv)
-    if "LOCAL_RANK" not in os.environ:
-        os.environ["LOCAL_RANK"] = str(args.local_rank)
-    return args
-
-
-def abspath_or_none(path: Optional[str]) -> Optional[str]:
-    return None if path is None else osp.abspath(path)
-
-
 STRICT_KEY = "checkpoint_strict"  # --cfg-options checkpoint_strict=False loads a partial match
 
 
 def build_model(cfg: Config):
-    """The config's model alone (for checks before the runner, which writes logs, is built)."""
+    """The config's model alone (for checks before the runner, which writes logs, is built).
+
+    A bad value in the config's model section is a :class:`UserError` naming the config.
+    """
     from mmdet.registry import MODELS
     from mmengine.registry import init_default_scope
 
+    import mmdet_plugins  # noqa: F401  (registers the project's modules)
+
     init_default_scope(cfg.get("default_scope", "mmdet"))
-    return MODELS.build(cfg.model)
+    try:
+        return MODELS.build(cfg.model)
+    except (KeyError, TypeError, ValueError) as err:
+        raise UserError(f"{cfg.filename}: cannot build the model: {err}") from None
 
 
 def check_checkpoint_matches(model, cfg: Config, path: str, strict: bool = True) -> None:
     """The checkpoint's weights fit ``model``: same names, same shapes.
 
-    A mismatch raises a one-line :class:`UserError` naming the first differing keys, unless
-    ``strict`` is False (``--cfg-options checkpoint_strict=False``), when a warning says so and the
-    runner loads the matching part, as mmengine does.
+    A mismatch raises a one-line :class:`UserError` naming the first differing keys
+    (``field="checkpoint_strict"``), unless ``strict`` is False (the config key
+    ``checkpoint_strict=False``), when a warning says so and the runner loads the matching part, as
+    mmengine does.
     """
-    import re
-    import sys
-
     from mmengine.runner.checkpoint import _load_checkpoint
 
-    from mmdet_plugins.runner import checkpoint_safe_globals
+    from .runner import checkpoint_safe_globals
 
     try:
         with checkpoint_safe_globals(bool(cfg.get("trusted_checkpoints", False))):
@@ -178,6 +175,6 @@ def check_checkpoint_matches(model, cfg: Config, path: str, strict: bool = True)
             parts.append(f"{len(keys)} {what}, e.g. {', '.join(keys[:3])}")
     msg = f"checkpoint {path} does not fit the model of {cfg.filename}: " + "; ".join(parts)
     if strict:
-        raise UserError(msg + f". Is it the checkpoint of this config? --cfg-options {STRICT_KEY}=False "
-                        "loads the matching part anyway")
+        raise UserError(msg + f". Is it the checkpoint of this config? {STRICT_KEY}=False in the config "
+                        "loads the matching part anyway", field=STRICT_KEY)
     print(f"warning: {msg} ({STRICT_KEY}=False: loading the matching part)", file=sys.stderr, flush=True)

@@ -1,9 +1,11 @@
-# The synthetic thickness benchmark (alignshift/data/thickness_benchmark.py, docs/reproduce.md):
-# configs/deeplesion/fasterrcnn_densenet_2.5d_3slice.py with the benchmark's sizes. Departures from the
-# paper's config, for minutes of training: small images, no ImageNet initialisation (the objects are
-# synthetic), narrower heads, fewer proposals, a short schedule, no augmentation but flips.
-# tools/reproduce.py sets the data root and the schedule of each --profile through --cfg-options.
-_base_ = ["../deeplesion/fasterrcnn_densenet_2.5d_3slice.py"]
+# The synthetic thickness benchmark (alignshift/data/thickness_benchmark.py, docs/reproduce.md): one
+# overlay on every paper config, configs/deeplesion/fasterrcnn_densenet_<variant>.py. It is not a
+# config of its own: tools/reproduce.py puts it under `_base_ = [<the paper config>]` (so `_base_` below
+# is that config), applies the --profile's schedule and data root, and dumps the resolved config into
+# each run folder (runs/.../<variant>/seed<k>/config.py), which training and testing then read.
+# Departures from the paper's configs, for minutes of training: small images, no ImageNet
+# initialisation (the objects are synthetic), narrower heads, fewer proposals, a short schedule, no
+# augmentation but flips.
 
 data_root = "{{$THICKNESS_BENCHMARK_ROOT:data/thickness_benchmark/gpu/}}"
 max_epochs = 12
@@ -26,21 +28,11 @@ model = dict(
     test_cfg=dict(rpn=dict(nms_pre=600, max_per_img=300, min_bbox_size=0, nms=dict(offset=0)),
                   rcnn=dict(score_thr=0.001, nms=dict(offset=0))))
 
-meta_keys = ("img_id", "img_path", "file_name", "ori_shape", "img_shape", "scale_factor", "flip",
-             "flip_direction", "thickness", "spacing")
-train_pipeline = [
-    dict(type="LoadDeepLesionSlices"),
-    dict(type="LoadAnnotations", with_bbox=True),
-    dict(type="Resize", scale_factor=1.0),  # the images are generated at their training size
-    dict(type="RandomFlip", prob=0.5),
-    dict(type="PackDetInputs", meta_keys=meta_keys),
-]
-test_pipeline = [
-    dict(type="LoadDeepLesionSlices"),
-    dict(type="Resize", scale_factor=1.0),  # the images are generated at their training size
-    dict(type="LoadAnnotations", with_bbox=True),
-    dict(type="PackDetInputs", meta_keys=meta_keys),
-]
+# the paper's pipelines: the images are generated at their training size, no augmentation but flips
+_resize = dict(type="Resize", scale_factor=1.0)
+train_pipeline = [_resize if t.type == "Resize" else t for t in _base_.train_pipeline
+                  if t.type != "RandomShiftScaleRotate"]
+test_pipeline = [_resize if t.type == "Resize" else t for t in _base_.test_pipeline]
 train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
                         dataset=dict(data_root=data_root, pipeline=train_pipeline))
 test_dataloader = dict(num_workers=0, persistent_workers=False,

@@ -1,0 +1,403 @@
+"""``tools/reproduce.py`` / ``alignshift-reproduce``: the paper's two tables, reproduced.
+
+Train (or load) each variant, test it, and lay the results beside the published figures.
+
+    python tools/reproduce.py --synthetic [--profile tiny|cpu|gpu] [--variants ...] [--seeds 0 1 2]
+    python tools/reproduce.py --train [--data-root data/DeepLesion] [--gpus N] [--variants ...]
+    python tools/reproduce.py --snapshots [--checkpoints checkpoints/] [--data-root data/DeepLesion]
+
+Sources of results:
+  --synthetic  the synthetic thickness benchmark (alignshift/data/thickness_benchmark.py,
+               docs/reproduce.md), configs/synthetic/<variant>.py, sized by --profile
+  --train      the seven published recipes, configs/deeplesion/*.py, on DeepLesion
+  --snapshots  the model zoo: checkpoints/<variant>.pth from tools/download.py, tested on DeepLesion
+               with configs/deeplesion/official/<variant>.py
+
+Writes OUT/table1.md, table2.md, results.json and froc_curves.png (OUT defaults to
+work_dirs/reproduce/<source>), and each run under OUT/runs/. Resumable: a finished run (its
+result.json exists) is skipped, an interrupted training resumes from its last checkpoint. The
+tables are rewritten after every run, so they always show what has finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import os.path as osp
+import platform
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+from alignshift.apps.cli import ArgumentParser, run_cli
+from alignshift.apps.outputs import claim_output_dir, record_outputs
+from alignshift.apps.paths import config_path, source_root
+from alignshift.apps.reproduce.configs import OVERLAY, official_config, paper_config
+from alignshift.errors import UsageError, UserError
+from alignshift.fileio import atomic_write, ensure_writable_dir
+
+__all__ = ["cli", "main", "parse_args", "run_one", "write_tables"]
+
+ROOT = source_root()  # configs/ and the default data and output folders
+
+TOOL = "tools/reproduce.py"
+MAIN_VARIANTS = ("2.5d_3slice", "2.5d_7slice", "tsm_3slice", "tsm_7slice", "alignshift_3slice",
+                 "alignshift_7slice")
+ALL_VARIANTS = MAIN_VARIANTS + ("a3d_7slice",)
+OUTPUTS = ("table1.md", "table2.md", "results.json", "froc_curves.png", "runs")
+
+# Sizes of the synthetic runs. cpu: six variants x 3 seeds in about 90 minutes on 2 idle cores;
+# gpu: bigger images, more data, epochs and seeds, sized for about 20 minutes on one H100.
+PROFILES: Dict[str, dict] = {
+    "tiny": dict(num_volumes=10, image_size=64, epochs=1, batch_size=2, seeds=(0,)),
+    "cpu": dict(num_volumes=100, image_size=64, epochs=24, batch_size=4, seeds=(0, 1, 2)),
+    "gpu": dict(num_volumes=400, image_size=96, epochs=16, batch_size=8, seeds=(0, 1, 2, 3, 4)),
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = ArgumentParser(prog="reproduce.py", description="Reproduce the paper's two tables")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--synthetic", action="store_true", help="the synthetic thickness benchmark")
+    src.add_argument("--train", action="store_true",
+                     help="train and test the published recipes on DeepLesion")
+    src.add_argument("--snapshots", action="store_true", help="test converted published checkpoints")
+    ap.add_argument("--variants", nargs="+", default=None,
+                    help=f"subset of {', '.join(ALL_VARIANTS)} or 'all' (default: the six 3/7-slice "
+                         "variants; --train: all seven)")
+    ap.add_argument("--seeds", nargs="+", type=int, default=None,
+                    help="training seeds (default: the profile's; --train and --snapshots: 0)")
+    ap.add_argument("--profile", choices=sorted(PROFILES), default="cpu", help="size of --synthetic runs")
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="--synthetic: train this many epochs instead of the profile's (each schedule "
+                         "keeps its runs apart, under runs/<profile>-e<epochs>/)")
+    ap.add_argument("--gpus", type=int, default=1, help="train on N GPUs via tools/dist_train.sh")
+    ap.add_argument("--data-root", default=None,
+                    help="DeepLesion folder (--train/--snapshots, default data/DeepLesion) or where the "
+                         "benchmark is written (--synthetic, default data/thickness_benchmark/<profile>)")
+    ap.add_argument("--checkpoints", default=None,
+                    help="--snapshots: folder with <variant>.pth, as tools/download.py writes them "
+                         "(default checkpoints/)")
+    ap.add_argument("--out", default=None, help="output folder (default work_dirs/reproduce/<source>)")
+    ap.add_argument("--tolerance", type=float, default=None,
+                    help="mark cells whose |measured - published| exceeds this many points "
+                         "(default 2; the tables of --synthetic compare a different task)")
+    ap.add_argument("--tables-only", action="store_true",
+                    help="rebuild the tables from the finished runs, start nothing")
+    ap.add_argument("--force", action="store_true", help="discard the earlier runs and tables in OUT")
+    ap.add_argument("--debug", action="store_true", help="show tracebacks")
+    return ap.parse_args(argv)
+
+
+def _official_variants() -> List[str]:
+    """Variants with a published snapshot: an inference config in configs/deeplesion/official/."""
+    official = osp.join(ROOT, "configs", "deeplesion", "official")
+    return [v for v in ALL_VARIANTS if osp.isfile(osp.join(official, f"{v}.py"))]
+
+
+def _variants(args) -> List[str]:
+    known = _official_variants() if args.snapshots else list(ALL_VARIANTS)
+    if not args.variants:
+        return list(MAIN_VARIANTS if args.synthetic else known)
+    if args.variants == ["all"]:
+        return known
+    bad = [v for v in args.variants if v not in known]
+    if bad:
+        raise UsageError(f"--variants: unknown {', '.join(bad)}; expected some of {', '.join(known)} "
+                         "or 'all'")
+    return list(dict.fromkeys(args.variants))
+
+
+def machine() -> str:
+    """The hardware the runs used, in words (recorded in results.json and the tables)."""
+    import torch
+
+    if torch.cuda.is_available():
+        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        return f"{len(names)} x {names[0]} (CUDA), torch {torch.__version__}"
+    threads = torch.get_num_threads()
+    return (f"CPU only: {platform.processor() or platform.machine()}, {os.cpu_count()} cores visible, "
+            f"{threads} torch threads, torch {torch.__version__}")
+
+
+def prepare_synthetic(profile: str, data_root: str) -> str:
+    """Write the benchmark of ``profile`` into ``data_root`` unless an identical one is there."""
+    from tqdm import tqdm
+
+    from alignshift.apps import prepare_deeplesion
+    from alignshift.data.thickness_benchmark import BenchmarkSpec, make_thickness_benchmark
+
+    p = PROFILES[profile]
+    spec = BenchmarkSpec(num_volumes=p["num_volumes"], image_size=p["image_size"], seed=0)
+    want = dict(spec.__dict__, split_fractions=list(spec.split_fractions))
+    stamp = osp.join(data_root, "benchmark.json")
+    ann = [osp.join(data_root, "annotations", f"deeplesion_{s}.json") for s in ("train", "val", "test")]
+    if osp.exists(stamp):
+        with open(stamp) as f:
+            if json.load(f) == want and all(osp.exists(a) for a in ann):
+                print(f"benchmark data: reusing {data_root}", flush=True)
+                return data_root
+    elif osp.isdir(data_root) and os.listdir(data_root):
+        raise UserError(f"--data-root {data_root} is not empty and holds no benchmark.json; "
+                        "choose an empty or new folder for the synthetic benchmark")
+    ensure_writable_dir(data_root, "benchmark data folder")
+    print(f"benchmark data: writing {2 * spec.num_volumes} series ({spec.num_volumes} volumes, thin and "
+          f"thick, {spec.image_size} px) to {data_root}", flush=True)
+    make_thickness_benchmark(data_root, spec,
+                             progress=lambda it: tqdm(it, total=spec.num_volumes, desc="volumes"))
+    prepare_deeplesion.main(["--data-root", data_root])
+    with atomic_write(stamp) as f:
+        json.dump(want, f, indent=1)
+    return data_root
+
+
+def _run(cmd: Sequence[str], env: dict, log: str) -> int:
+    """Run a child tool, its output on our terminal and in ``log``."""
+    with open(log, "a") as f:
+        f.write(f"\n$ {' '.join(cmd)}\n")
+        f.flush()
+        proc = subprocess.Popen(list(cmd), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, bufsize=1)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write("    " + line)
+            f.write(line)
+        sys.stdout.flush()
+        return proc.wait()
+
+
+def _summarise_predictions(path: str) -> dict:
+    import numpy as np
+
+    from alignshift.apps.reproduce.tables import run_summary
+
+    with open(path) as f:
+        images = json.load(f)["images"]
+    return run_summary([np.asarray(r["pred_boxes"], np.float64).reshape(-1, 5) for r in images],
+                       [np.asarray(r["gt_boxes"], np.float64).reshape(-1, 4) for r in images],
+                       [float(r["thickness"]) for r in images])
+
+
+def run_one(variant: str, seed: int, run_dir: str, env: dict, base: str, overlay: Optional[str],
+            options: Dict[str, object], gpus: int, checkpoint: Optional[str] = None,
+            config_env: Optional[Dict[str, str]] = None) -> dict:
+    """Train (or resume) then test one variant with one seed; return its result (also written to
+    ``run_dir/result.json``).
+
+    The run's resolved config (``base`` + ``overlay`` + ``options`` + the seed) is written to
+    ``run_dir/config.py`` first, and training and testing read it.
+    """
+    from alignshift.apps.reproduce.configs import write_run_config
+
+    os.makedirs(run_dir, exist_ok=True)
+    log = osp.join(run_dir, "reproduce.log")
+    config = write_run_config(osp.join(run_dir, "config.py"), base, overlay, config_env,
+                              dict(options, **{"randomness.seed": seed}))
+    t0 = time.time()
+    if checkpoint is None:
+        from mmengine.config import Config
+
+        epochs = int(Config.fromfile(config, import_custom_modules=False).train_cfg.max_epochs)
+        final = osp.join(run_dir, f"epoch_{epochs}.pth")
+        if osp.exists(final):
+            print(f"  trained: {final} exists", flush=True)
+        else:
+            resume = ["--resume"] if osp.exists(osp.join(run_dir, "last_checkpoint")) else []
+            if resume:
+                print("  resuming the interrupted training from its last checkpoint", flush=True)
+            train_opts = ["--work-dir", run_dir, *resume]
+            if gpus > 1:
+                cmd = ["bash", "tools/dist_train.sh", config, str(gpus), *train_opts]
+                env = dict(env, PYTHON=sys.executable)
+            else:
+                cmd = [sys.executable, "-m", "alignshift.apps.train", config, *train_opts]
+            if _run(cmd, env, log) != 0 or not osp.exists(final):
+                raise RuntimeError(f"training failed (log: {log})")
+        checkpoint = final
+    t1 = time.time()
+    preds = osp.join(run_dir, "predictions.json")
+    cmd = [sys.executable, "-m", "alignshift.apps.test", config, checkpoint, "--work-dir", run_dir,
+           "--out", preds, "--cfg-options", f"test_evaluator.out_dir={osp.join(run_dir, 'test')}"]
+    if _run(cmd, env, log) != 0 or not osp.exists(preds):
+        raise RuntimeError(f"testing failed (log: {log})")
+    result = dict(variant=variant, seed=seed, config=osp.relpath(base, ROOT),
+                  checkpoint=osp.relpath(checkpoint, run_dir),
+                  train_s=round(t1 - t0, 1), test_s=round(time.time() - t1, 1),
+                  subsets=_summarise_predictions(preds))
+    with atomic_write(osp.join(run_dir, "result.json")) as f:
+        json.dump(result, f, indent=1)
+    return result
+
+
+def write_tables(out: str, header: dict, runs: Dict[str, List[dict]], tolerance: float,
+                 note: str) -> str:
+    """Aggregate the finished runs; write table1.md, table2.md, results.json, froc_curves.png."""
+    from alignshift.apps.reproduce.tables import (
+        build_results,
+        plot_froc_panels,
+        render_gap_table,
+        render_table1,
+        render_table2,
+    )
+
+    summaries = {v: [dict(r["subsets"], seed=r["seed"]) for r in rs] for v, rs in runs.items() if rs}
+    results = build_results(summaries, tolerance)
+    if not results:
+        return "no run has finished yet"
+    done = sum(len(rs) for rs in runs.values())
+    status = (f"Source: {header['source']}"
+              + (f", profile {header['profile']}" if header.get("profile") else "")
+              + f"; {done} of {header['planned_runs']} runs finished; machine: {header['machine']}.")
+    preface = f"{status}\n\n{note}\n\n" if note else f"{status}\n\n"
+    t1 = preface + render_table1(results, tolerance)
+    t2 = preface + render_gap_table(results) + "\n" + render_table2(results, tolerance)
+    with atomic_write(osp.join(out, "table1.md")) as f:
+        f.write(t1)
+    with atomic_write(osp.join(out, "table2.md")) as f:
+        f.write(t2)
+    doc = dict(header, finished_runs=done, tolerance=tolerance, variants={})
+    for v, r in results.items():
+        per_seed = [dict({k: rr[k] for k in ("seed", "train_s", "test_s")},
+                         **{sub: {k: x for k, x in rr["subsets"][sub].items() if k != "curve"}
+                            for sub in rr["subsets"]}) for rr in runs[v]]
+        doc["variants"][v] = dict(measured=r["measured"], published=r["published"],
+                                  difference=r["difference"], runs=per_seed)
+    with atomic_write(osp.join(out, "results.json")) as f:
+        json.dump(doc, f, indent=1)
+    plot_froc_panels(results, osp.join(out, "froc_curves.png"), title=status.split(";")[0])
+    return t1 + "\n" + t2
+
+
+SYNTHETIC_NOTE = ("The published figures are DeepLesion's; the synthetic benchmark is a different, smaller "
+                  "task, so its differences show the layout, not a reproduction. What it tests is the "
+                  "thin-thick gap of each variant (the summary in table2.md).")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    variants = _variants(args)
+    source = "synthetic" if args.synthetic else ("train" if args.train else "snapshots")
+    out = osp.abspath(args.out or osp.join(ROOT, "work_dirs", "reproduce",
+                                           "deeplesion" if args.train else source))
+    if args.gpus < 1:
+        raise UsageError(f"--gpus must be >= 1, got {args.gpus}")
+    if args.snapshots:
+        args.checkpoints = osp.abspath(args.checkpoints or "checkpoints")
+    if args.snapshots and not args.tables_only:
+        missing = [osp.join(args.checkpoints, f"{v}.pth") for v in variants
+                   if not osp.isfile(osp.join(args.checkpoints, f"{v}.pth"))]
+        if missing:
+            names = " ".join(osp.basename(m)[:-4] for m in missing)
+            raise UserError(f"checkpoint {missing[0]} does not exist ({len(missing)} missing); fetch and "
+                            f"convert them with: python tools/download.py download NAME (for {names})")
+    if args.synthetic:
+        prof = PROFILES[args.profile]
+        seeds = args.seeds if args.seeds is not None else list(prof["seeds"])
+        epochs = prof["epochs"] if args.epochs is None else args.epochs
+        if epochs < 1:
+            raise UsageError(f"--epochs must be >= 1, got {epochs}")
+        data_root = osp.abspath(args.data_root or osp.join(ROOT, "data", "thickness_benchmark", args.profile))
+        bases = {v: paper_config(v) for v in variants}
+        overlay: Optional[str] = config_path(OVERLAY)
+        tolerance = 2.0 if args.tolerance is None else args.tolerance
+        note = SYNTHETIC_NOTE
+    else:
+        if args.epochs is not None:
+            raise UsageError("--epochs applies to --synthetic; --train uses each config's schedule "
+                             "(change it with the config)")
+        seeds = args.seeds if args.seeds is not None else [0]
+        epochs = None
+        data_root = osp.abspath(args.data_root or osp.join(ROOT, "data", "DeepLesion"))
+        bases = {v: (official_config(v) if args.snapshots else paper_config(v)) for v in variants}
+        overlay = None
+        tolerance = 2.0 if args.tolerance is None else args.tolerance
+        note = ("Measured on the official DeepLesion test split." if args.train else
+                "Converted published checkpoints on the official DeepLesion test split.")
+        if not args.tables_only:
+            for s in ("train", "test") if args.train else ("test",):
+                ann = osp.join(data_root, "annotations", f"deeplesion_{s}.json")
+                if not osp.exists(ann):
+                    raise UserError(f"{ann} does not exist: download DeepLesion and run "
+                                    f"tools/prepare_deeplesion.py --data-root {data_root}")
+    if any(s < 0 for s in seeds):
+        raise UsageError(f"--seeds must be >= 0, got {seeds}")
+
+    claim_output_dir(out, TOOL, force=args.force)
+    record_outputs(out, TOOL, OUTPUTS)
+    header = dict(source=source, profile=args.profile if args.synthetic else None,
+                  profile_sizes=dict(PROFILES[args.profile], epochs=epochs) if args.synthetic else None,
+                  variants=variants, seeds=seeds, planned_runs=len(variants) * len(seeds),
+                  machine=machine(), data_root=data_root)
+    run_root = osp.join(out, "runs")
+    if args.synthetic:
+        run_root = osp.join(run_root, f"{args.profile}-e{epochs}")  # other schedules never mix
+
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    options: Dict[str, object] = {}
+    if args.synthetic:
+        if not args.tables_only:
+            prepare_synthetic(args.profile, data_root)
+        env["THICKNESS_BENCHMARK_ROOT"] = data_root + "/"
+        milestone = max(1, int(round(epochs * 0.75)))
+        options = {"train_cfg.max_epochs": epochs, "train_cfg.val_interval": epochs + 1,
+                   "param_scheduler.1.end": epochs, "param_scheduler.1.milestones": [milestone],
+                   "train_dataloader.batch_size": prof["batch_size"]}
+    else:
+        env["DEEPLESION_ROOT"] = data_root + "/"
+    config_env = {k: env[k] for k in ("THICKNESS_BENCHMARK_ROOT", "DEEPLESION_ROOT") if k in env}
+
+    runs: Dict[str, List[dict]] = {v: [] for v in variants}
+    failed: List[str] = []
+    plan = [(v, s) for s in seeds for v in variants]  # seed-major: every variant early in a partial run
+    t_start = time.time()
+    for i, (v, s) in enumerate(plan, start=1):
+        run_dir = osp.join(run_root, v, f"seed{s}")
+        res_path = osp.join(run_dir, "result.json")
+        if osp.exists(res_path):
+            with open(res_path) as f:
+                runs[v].append(json.load(f))
+            print(f"[{i}/{len(plan)}] {v} seed {s}: finished earlier ({res_path})", flush=True)
+            continue
+        if args.tables_only:
+            continue
+        elapsed = (time.time() - t_start) / 60
+        shown = osp.relpath(bases[v], ROOT) + (f" + {OVERLAY}" if overlay else "")
+        print(f"\n[{i}/{len(plan)}] {v} seed {s}: {shown} -> {run_dir} ({elapsed:.1f} min so far)",
+              flush=True)
+        ckpt = osp.join(args.checkpoints, f"{v}.pth") if args.snapshots else None
+        try:
+            r = run_one(v, s, run_dir, env, bases[v], overlay, options, args.gpus, ckpt, config_env)
+        except RuntimeError as err:
+            print(f"[{i}/{len(plan)}] {v} seed {s}: {err}", file=sys.stderr, flush=True)
+            failed.append(f"{v} seed {s}")
+            continue
+        runs[v].append(r)
+        a = r["subsets"]
+        print(f"[{i}/{len(plan)}] {v} seed {s}: All {a['all']['avg']:.2f} Thin {a['thin']['avg']:.2f} "
+              f"Thick {a['thick']['avg']:.2f} (train {r['train_s'] / 60:.1f} min, test {r['test_s']:.0f} s)",
+              flush=True)
+        write_tables(out, header, runs, tolerance, note)
+
+    text = write_tables(out, header, runs, tolerance, note)
+    print("\n" + text)
+    if any(runs.values()):
+        print(f"wrote {out}/table1.md, table2.md, results.json and froc_curves.png "
+              f"({(time.time() - t_start) / 60:.1f} min)")
+    if failed:
+        raise UserError(f"{len(failed)} run(s) failed: {', '.join(failed)}; see reproduce.log in each run "
+                        "folder, then rerun the same command to retry them")
+    missing = [f"{v} seed {s}" for v, s in plan if not any(r["seed"] == s for r in runs[v])]
+    if missing and args.tables_only:
+        print(f"not finished yet: {', '.join(missing)}")
+    return 0
+
+
+def cli() -> int:
+    """The console script ``alignshift-reproduce``."""
+    return run_cli(main)
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,9 +1,0 @@
-"""``python -m alignshift.zoo``: the same CLI as ``tools/download.py``."""
-
-import sys
-
-from ..cli import run_cli
-from .cli import main
-
-if __name__ == "__main__":
-    sys.exit(run_cli(main, prog="python -m alignshift.zoo"))
