@@ -32,21 +32,6 @@ def _check_repeats(repeats: int) -> None:
         raise ValueError(f"repeats must be >= 1 to take a median, got {repeats}")
 
 
-def median_time(fn: Callable[[], None], device: torch.device, repeats: int, warmup: int = 2) -> float:
-    """Median wall time of ``fn`` in seconds."""
-    _check_repeats(repeats)
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def interleaved_times(fns: Dict[str, Callable[[], None]], device: torch.device, repeats: int,
                       warmup: int = 2) -> Dict[str, float]:
     """Median wall time of each function, run in alternating rounds so that drift in machine

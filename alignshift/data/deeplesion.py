@@ -24,7 +24,7 @@ __all__ = [
     "DL_INFO_COLUMNS", "Lesion", "ImageRecord", "DLInfoError", "parse_dl_info", "select_split",
     "image_relpath", "read_hu", "load_multislice", "window", "is_thin", "THIN_MAX_MM",
     "DEFAULT_WINDOW", "SPLITS", "HU_OFFSET", "records_to_coco", "multislice_plan",
-    "annotation_xyxy", "missing_neighbours",
+    "annotation_xyxy", "missing_neighbours", "dl_info_row", "write_dl_info",
 ]
 
 DL_INFO_COLUMNS = (
@@ -38,6 +38,48 @@ SPLITS = {"train": 1, "val": 2, "test": 3}
 THIN_MAX_MM = 2.0
 DEFAULT_WINDOW = (-1024.0, 2050.0)  # the published loaders' single wide window
 HU_OFFSET = 32768
+
+
+def _numbers(vals: Sequence[float]) -> str:
+    return ", ".join(f"{v:.6g}" for v in vals)
+
+
+def dl_info_row(file_name: str, patient: int, study: int, series: int, key_slice: int,
+                recist: Sequence[float], box: Sequence[float], diameters: Sequence[float],
+                location: Sequence[float], lesion_type: int, noisy: bool, slice_range: Tuple[int, int],
+                spacing: Sequence[float], image_size: Tuple[int, int],
+                dicom_window: Tuple[float, float] = (-175, 275), gender: str = "F", age: str = "50",
+                split: int = 1) -> List:
+    """One row of ``DL_info.csv`` (:data:`DL_INFO_COLUMNS`) for one lesion, as the release writes it.
+
+    Args:
+        file_name: ``<patient>_<study>_<series>_<slice>.png``.
+        recist: (8,) long-axis then short-axis endpoints, 0-based pixels (written 1-based).
+        box: (4,) x1, y1, x2, y2, 0-based pixels (written 1-based).
+        diameters: (2,) long and short axis in pixels.
+        location: (3,) normalised x, y, z.
+        lesion_type: ``Coarse_lesion_type``, 1-8, or -1 when unlabelled.
+        slice_range: the series' first and last slice index (1-based, as in the release).
+        spacing: (3,) pixel x, pixel y and slice interval in mm.
+        image_size: (width, height).
+        split: 1 train, 2 val, 3 test.
+    """
+    return [file_name, patient, study, series, key_slice, _numbers(np.asarray(recist) + 1),
+            _numbers(np.asarray(box) + 1), _numbers(diameters), _numbers(location), int(lesion_type),
+            int(noisy), f"{slice_range[0]}, {slice_range[1]}", _numbers(spacing),
+            f"{image_size[0]}, {image_size[1]}", f"{dicom_window[0]:g}, {dicom_window[1]:g}", gender, age,
+            int(split)]
+
+
+def write_dl_info(path: str, rows: Sequence[Sequence]) -> str:
+    """Write ``DL_info.csv`` (header and ``rows`` of :func:`dl_info_row`) at ``path``, then rename."""
+    from ..fileio import atomic_write
+
+    with atomic_write(path, newline="") as f:
+        w = csv.writer(f)
+        w.writerow(DL_INFO_COLUMNS)
+        w.writerows(rows)
+    return path
 
 
 class DLInfoError(UserError, ValueError):

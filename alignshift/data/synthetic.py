@@ -10,7 +10,6 @@ deterministic for a given seed.
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from dataclasses import dataclass
@@ -20,8 +19,7 @@ import cv2
 import numpy as np
 
 from ..errors import UserError
-from ..fileio import atomic_write
-from .deeplesion import DL_INFO_COLUMNS, HU_OFFSET
+from .deeplesion import HU_OFFSET, dl_info_row, write_dl_info
 
 __all__ = ["PARTIAL_IMAGES", "SyntheticSpec", "make_synthetic_deeplesion"]
 
@@ -45,10 +43,6 @@ class _Blob:
     radii: np.ndarray  # (a, b) in pixels, c in mm
     theta: float
     hu: float  # HU inside the blob, whatever tissue it sits in
-
-
-def _fmt(vals) -> str:
-    return ", ".join(f"{v:.6g}" for v in vals)
 
 
 def _phantom(size: int, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray, dict]:
@@ -179,10 +173,9 @@ def _series(spec: SyntheticSpec, i: int):
         loc = [b.center[0] / size, b.center[1] / size, 0.5]
         ltype = -1 if split == 1 and rng.random() < 0.7 else int(rng.integers(1, 9))
         noisy = int(rng.random() < spec.noisy_fraction)
-        rows.append([f"{name}_{key:03d}.png", patient, study, series, key, _fmt(pts + 1),
-                     _fmt(box + 1), _fmt(diam), _fmt(loc), ltype, noisy, f"{lo}, {hi}",
-                     _fmt([spacing_xy, spacing_xy, dz]), f"{size}, {size}", "-175, 275",
-                     gender, age, split])
+        rows.append(dl_info_row(f"{name}_{key:03d}.png", patient, study, series, key, pts, box, diam, loc,
+                                ltype, noisy, (lo, hi), (spacing_xy, spacing_xy, dz), (size, size),
+                                gender=gender, age=age, split=split))
     return name, slices(), rows
 
 
@@ -233,9 +226,4 @@ def make_synthetic_deeplesion(out_dir: str, num_images: int = 200, image_size: i
             cv2.imwrite(os.path.join(folder, f"{k:03d}.png"), png)
         rows.extend(r)
     os.replace(tmp, images)
-    csv_path = os.path.join(out_dir, "DL_info.csv")
-    with atomic_write(csv_path, newline="") as f:
-        w = csv.writer(f)
-        w.writerow(DL_INFO_COLUMNS)
-        w.writerows(rows)
-    return csv_path
+    return write_dl_info(os.path.join(out_dir, "DL_info.csv"), rows)

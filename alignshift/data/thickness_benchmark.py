@@ -22,7 +22,6 @@ same loader, annotation tool and detectors as the real data. Deterministic for a
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import shutil
@@ -32,7 +31,9 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from .deeplesion import DL_INFO_COLUMNS, HU_OFFSET
+from ..errors import UserError
+from .deeplesion import HU_OFFSET, dl_info_row, write_dl_info
+from .synthetic import PARTIAL_IMAGES
 
 __all__ = ["BenchmarkSpec", "make_thickness_benchmark", "LESION_HALF_EXTENT_MM", "THIN_INTERVALS",
            "THICK_INTERVAL"]
@@ -179,10 +180,6 @@ def _render(base: np.ndarray, objects: Sequence[_Object], z: float, dz: float,
     return acc + rng.normal(0, 10, acc.shape).astype(np.float32)
 
 
-def _fmt(vals) -> str:
-    return ", ".join(f"{v:.6g}" for v in vals)
-
-
 def _rows(o: _Object, name: str, key: int, meta: dict) -> List:
     """One DL_info row for lesion ``o``: RECIST on the key slice (z = 0), 1-based coordinates."""
     t = max(0.0, 1.0 - (o.zc / o.rz) ** 2)
@@ -194,10 +191,9 @@ def _rows(o: _Object, name: str, key: int, meta: dict) -> List:
     box = np.array([xs.min() - BOX_PAD_PX, ys.min() - BOX_PAD_PX, xs.max() + BOX_PAD_PX,
                     ys.max() + BOX_PAD_PX])
     n = meta["size"]
-    return [f"{name}_{key:03d}.png", meta["patient"], meta["study"], 1, key, _fmt(pts + 1),
-            _fmt(box + 1), _fmt([2 * a, 2 * b]), _fmt([o.x / n, o.y / n, 0.5]), 1, 0,
-            f"{meta['lo']}, {meta['hi']}", _fmt([meta["spacing"], meta["spacing"], meta["dz"]]),
-            f"{n}, {n}", "-175, 275", "F", "50", meta["split"]]
+    return dl_info_row(f"{name}_{key:03d}.png", meta["patient"], meta["study"], 1, key, pts, box,
+                       [2 * a, 2 * b], [o.x / n, o.y / n, 0.5], 1, False, (meta["lo"], meta["hi"]),
+                       (meta["spacing"], meta["spacing"], meta["dz"]), (n, n), split=meta["split"])
 
 
 def _series(spec: BenchmarkSpec, v: int) -> Iterator[Tuple[str, Iterator[Tuple[int, np.ndarray]], List]]:
@@ -228,8 +224,10 @@ def make_thickness_benchmark(out_dir: str, spec: Optional[BenchmarkSpec] = None,
     """Write ``out_dir/DL_info.csv`` and ``out_dir/Images_png/``; return the CSV path.
 
     Args:
-        out_dir: the dataset folder; it is written under ``<out_dir>.partial`` and renamed into
-            place when complete (an existing ``out_dir`` is replaced).
+        out_dir: the dataset folder. It may be missing or hold anything but ``DL_info.csv`` and
+            ``Images_png`` (refused with :class:`~alignshift.errors.UserError`): nothing already there
+            is touched. The images are written under ``.Images_png.partial`` and renamed into
+            place, and ``DL_info.csv`` comes last, so a folder with a ``DL_info.csv`` is complete.
         spec: sizes and seed (default :class:`BenchmarkSpec`).
         progress: optional wrapper of the volume iterator (e.g. ``tqdm``).
 
@@ -244,26 +242,24 @@ def make_thickness_benchmark(out_dir: str, spec: Optional[BenchmarkSpec] = None,
     if len(spec.split_fractions) != 3 or abs(sum(spec.split_fractions) - 1) > 1e-6:
         raise ValueError(f"split_fractions must be three numbers summing to 1, got {spec.split_fractions}")
     out_dir = os.path.abspath(out_dir)
-    tmp = out_dir.rstrip("/") + ".partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(os.path.join(tmp, "Images_png"))
+    present = [n for n in ("DL_info.csv", "Images_png") if os.path.lexists(os.path.join(out_dir, n))]
+    if present:
+        raise UserError(f"{out_dir} already holds {', '.join(present)}; expected a folder without a "
+                        "DeepLesion release in it", field="out_dir")
+    tmp = os.path.join(out_dir, PARTIAL_IMAGES)
+    shutil.rmtree(tmp, ignore_errors=True)  # a killed run's leftover: this function's own folder
+    os.makedirs(tmp)
     rows: List[List] = []
     volumes: Iterator[int] = iter(range(spec.num_volumes))
     if progress is not None:
         volumes = progress(volumes)
     for v in volumes:
         for name, slices, r in _series(spec, v):
-            folder = os.path.join(tmp, "Images_png", name)
+            folder = os.path.join(tmp, name)
             os.makedirs(folder)
             for k, im in slices:
                 png = np.clip(np.round(im) + HU_OFFSET, 0, 65535).astype(np.uint16)
                 cv2.imwrite(os.path.join(folder, f"{k:03d}.png"), png)
             rows.extend(r)
-    with open(os.path.join(tmp, "DL_info.csv"), "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(DL_INFO_COLUMNS)
-        w.writerows(rows)
-    if os.path.exists(out_dir):
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
-    return os.path.join(out_dir, "DL_info.csv")
+    os.replace(tmp, os.path.join(out_dir, "Images_png"))
+    return write_dl_info(os.path.join(out_dir, "DL_info.csv"), rows)

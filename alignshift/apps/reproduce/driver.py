@@ -36,7 +36,7 @@ from alignshift.apps.outputs import claim_output_dir, record_outputs
 from alignshift.apps.paths import config_path, source_root
 from alignshift.apps.reproduce.configs import OVERLAY, official_config, paper_config
 from alignshift.errors import UsageError, UserError
-from alignshift.fileio import atomic_write, ensure_writable_dir
+from alignshift.fileio import atomic_write
 
 __all__ = ["cli", "main", "parse_args", "run_one", "write_tables"]
 
@@ -122,11 +122,20 @@ def machine() -> str:
             f"{threads} torch threads, torch {torch.__version__}")
 
 
+BENCHMARK_TOOL = "reproduce-benchmark"  # owner named in the benchmark data folder's marker
+
+
 def prepare_synthetic(profile: str, data_root: str) -> str:
-    """Write the benchmark of ``profile`` into ``data_root`` unless an identical one is there."""
+    """Write the benchmark of ``profile`` into ``data_root`` unless an identical one is there.
+
+    ``data_root`` must be new, empty, or an earlier benchmark of this tool (its marker lists every
+    file it wrote); an earlier benchmark of another size is replaced, and nothing else there is
+    touched.
+    """
     from tqdm import tqdm
 
     from alignshift.apps import prepare_deeplesion
+    from alignshift.data.synthetic import PARTIAL_IMAGES
     from alignshift.data.thickness_benchmark import BenchmarkSpec, make_thickness_benchmark
 
     p = PROFILES[profile]
@@ -139,15 +148,20 @@ def prepare_synthetic(profile: str, data_root: str) -> str:
             if json.load(f) == want and all(osp.exists(a) for a in ann):
                 print(f"benchmark data: reusing {data_root}", flush=True)
                 return data_root
-    elif osp.isdir(data_root) and os.listdir(data_root):
-        raise UserError(f"--data-root {data_root} is not empty and holds no benchmark.json; "
-                        "choose an empty or new folder for the synthetic benchmark")
-    ensure_writable_dir(data_root, "benchmark data folder")
+    # a folder of a user's is refused; an earlier benchmark (its marker lists it) is replaced
+    claim_output_dir(data_root, BENCHMARK_TOOL, force=True)
+    record_outputs(data_root, BENCHMARK_TOOL, ["benchmark.json", "DL_info.csv", "Images_png", PARTIAL_IMAGES,
+                                               "annotations"])
     print(f"benchmark data: writing {2 * spec.num_volumes} series ({spec.num_volumes} volumes, thin and "
           f"thick, {spec.image_size} px) to {data_root}", flush=True)
     make_thickness_benchmark(data_root, spec,
                              progress=lambda it: tqdm(it, total=spec.num_volumes, desc="volumes"))
     prepare_deeplesion.main(["--data-root", data_root])
+    # every file listed, so that a later replacement removes exactly these
+    record_outputs(data_root, BENCHMARK_TOOL,
+                   [osp.relpath(osp.join(d, f), data_root).replace(os.sep, "/")
+                    for sub in ("Images_png", "annotations") for d, _, fs in os.walk(osp.join(data_root, sub))
+                    for f in fs])
     with atomic_write(stamp) as f:
         json.dump(want, f, indent=1)
     return data_root
@@ -226,8 +240,10 @@ def run_one(variant: str, seed: int, run_dir: str, env: dict, base: str, overlay
                   checkpoint=osp.relpath(checkpoint, run_dir),
                   train_s=round(t1 - t0, 1), test_s=round(time.time() - t1, 1),
                   subsets=_summarise_predictions(preds))
-    with atomic_write(osp.join(run_dir, "result.json")) as f:
-        json.dump(result, f, indent=1)
+    from alignshift.apps.reproduce.tables import to_percent
+
+    with atomic_write(osp.join(run_dir, "result.json")) as f:  # in percent, as the paper's tables
+        json.dump(dict(result, subsets=to_percent(result["subsets"])), f, indent=1)
     return result
 
 
@@ -240,6 +256,7 @@ def write_tables(out: str, header: dict, runs: Dict[str, List[dict]], tolerance:
         render_gap_table,
         render_table1,
         render_table2,
+        to_percent,
     )
 
     summaries = {v: [dict(r["subsets"], seed=r["seed"]) for r in rs] for v, rs in runs.items() if rs}
@@ -264,8 +281,8 @@ def write_tables(out: str, header: dict, runs: Dict[str, List[dict]], tolerance:
                             for sub in rr["subsets"]}) for rr in runs[v]]
         doc["variants"][v] = dict(measured=r["measured"], published=r["published"],
                                   difference=r["difference"], runs=per_seed)
-    with atomic_write(osp.join(out, "results.json")) as f:
-        json.dump(doc, f, indent=1)
+    with atomic_write(osp.join(out, "results.json")) as f:  # in percent, as the paper's tables
+        json.dump(dict(to_percent(doc), unit="percent"), f, indent=1)
     plot_froc_panels(results, osp.join(out, "froc_curves.png"), title=status.split(";")[0])
     return t1 + "\n" + t2
 
@@ -356,8 +373,11 @@ def main(argv=None) -> int:
         run_dir = osp.join(run_root, v, f"seed{s}")
         res_path = osp.join(run_dir, "result.json")
         if osp.exists(res_path):
+            from alignshift.apps.reproduce.tables import from_percent
+
             with open(res_path) as f:
-                runs[v].append(json.load(f))
+                done = json.load(f)
+            runs[v].append(dict(done, subsets=from_percent(done["subsets"])))
             print(f"[{i}/{len(plan)}] {v} seed {s}: finished earlier ({res_path})", flush=True)
             continue
         if args.tables_only:

@@ -1,15 +1,19 @@
 """The paper's two tables from measured runs: aggregation over seeds, comparison, rendering, curves.
 
 ``tools/reproduce.py`` trains and tests; everything it then does with the numbers lives here, so
-that the tables can be rebuilt, tested and reused without mmdet. Units are the paper's: FROC
-sensitivity in percent at the FP rates of ``paper_results()["fp_rates"]``; ``Avg.`` is the mean
-over ``avg_fp_rates`` (0.5, 1, 2, 4); ``diff.`` is a subset's Avg. minus the All Avg. of the same
-run; the thin-thick *gap* is Thin Avg. minus Thick Avg. of the same run.
+that the tables can be rebuilt, tested and reused without mmdet. Sensitivities are fractions in
+[0, 1], as everywhere in the code; what reproduce writes to lie beside the paper (the tables, the
+plots, ``results.json`` and each run's ``result.json``) is in the paper's percent, converted where
+it is written and read (:func:`to_percent`, :func:`from_percent`). The tolerance is in percentage
+points. They are taken at the protocol's FP rates
+(:data:`alignshift.evaluation.DEFAULT_FPS`); ``Avg.`` is the mean over
+:data:`~alignshift.evaluation.AVG_FPS` (0.5, 1, 2, 4); ``diff.`` is a subset's Avg. minus the All
+Avg. of the same run; the thin-thick *gap* is Thin Avg. minus Thick Avg. of the same run.
 
 A run summary (one variant, one seed), as :func:`run_summary` makes it::
 
-    {"all": {"sens": [6 floats, %], "avg": %, "num_images": n, "num_gt": m,
-             "curve": {"fps": [...], "sens": [... %]}}, "thin": {...}, "thick": {...}}
+    {"all": {"sens": [6 fractions], "avg": fraction, "num_images": n, "num_gt": m,
+             "curve": {"fps": [...], "sens": [... fractions]}}, "thin": {...}, "thick": {...}}
 """
 
 from __future__ import annotations
@@ -19,28 +23,53 @@ from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ...evaluation.froc import froc_breakdown
+from ...data.deeplesion import THIN_MAX_MM
+from ...evaluation.froc import AVG_FPS, DEFAULT_FPS, froc_breakdown
 from ...evaluation.paper import paper_results
 
 __all__ = ["CURVE_FPS", "DEFAULT_TOLERANCE", "SUBSETS", "aggregate_runs", "build_results",
-           "compare_with_published", "plot_froc_panels", "render_gap_table", "render_table1",
-           "render_table2", "run_summary", "subset_avg"]
+           "compare_with_published", "from_percent", "plot_froc_panels", "render_gap_table", "render_table1",
+           "render_table2", "run_summary", "subset_avg", "to_percent"]
 
 SUBSETS = ("all", "thin", "thick")
 DEFAULT_TOLERANCE = 2.0  # percentage points: the spread of the paper's own 3- vs 7-slice rows
 CURVE_FPS = tuple(float(f) for f in np.geomspace(0.125, 16, 29))
 
 
+# keys whose numbers are sensitivities (or their spread); inside them, these keys are not
+_SENS_KEYS = frozenset({"sens", "sens_std", "avg", "diff", "gap"})
+_NOT_SENS = frozenset({"n", "fps", "num_images", "num_gt", "seed", "beyond", "avg_beyond"})
+
+
+def _scaled(x, factor: float, on: bool = False):
+    if isinstance(x, dict):
+        return {k: _scaled(v, factor, (on or k in _SENS_KEYS) and k not in _NOT_SENS) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_scaled(v, factor, on) for v in x]
+    if on and isinstance(x, (int, float)) and not isinstance(x, bool):
+        return x * factor
+    return x
+
+
+def to_percent(doc):
+    """A copy of ``doc`` (run summaries, results) with every sensitivity in percent."""
+    return _scaled(doc, 100.0)
+
+
+def from_percent(doc):
+    """The inverse of :func:`to_percent`: sensitivities back to fractions."""
+    return _scaled(doc, 0.01)
+
+
 def subset_avg(sens: Sequence[Optional[float]], fp_rates: Optional[Sequence[float]] = None,
                avg_rates: Optional[Sequence[float]] = None) -> Optional[float]:
     """The paper's Avg.: the mean sensitivity at ``avg_rates`` (default 0.5, 1, 2, 4 FPs).
 
-    ``sens`` holds one value per rate of ``fp_rates`` (default the paper's six); ``None`` when a
-    needed value is missing.
+    ``sens`` holds one value per rate of ``fp_rates`` (default :data:`DEFAULT_FPS`); ``None`` when
+    a needed value is missing.
     """
-    doc = paper_results()
-    fp_rates = list(fp_rates or doc["fp_rates"])
-    avg_rates = list(avg_rates or doc["avg_fp_rates"])
+    fp_rates = list(fp_rates or DEFAULT_FPS)
+    avg_rates = list(avg_rates or AVG_FPS)
     vals = [sens[fp_rates.index(r)] for r in avg_rates]
     if any(v is None for v in vals):
         return None
@@ -49,23 +78,22 @@ def subset_avg(sens: Sequence[Optional[float]], fp_rates: Optional[Sequence[floa
 
 def run_summary(pred_boxes: Sequence[np.ndarray], gt_boxes: Sequence[np.ndarray],
                 thickness: Sequence[float], iou_thr: float = 0.5) -> Dict[str, dict]:
-    """One run's All/Thin/Thick figures in %, with its FROC curve sampled at :data:`CURVE_FPS`.
+    """One run's All/Thin/Thick figures, with its FROC curve sampled at :data:`CURVE_FPS`.
 
     Args:
         pred_boxes: per image, detections ``(N_i, 5)`` as x1, y1, x2, y2, score.
         gt_boxes: per image, lesions ``(M_i, 4)``.
         thickness: per image, the slice interval in mm (thin: <= 2 mm).
     """
-    doc = paper_results()
-    res = froc_breakdown(pred_boxes, gt_boxes, thickness, fps=doc["fp_rates"], iou_thr=iou_thr)
+    res = froc_breakdown(pred_boxes, gt_boxes, thickness, fps=DEFAULT_FPS, iou_thr=iou_thr)
     out = {}
     for name in SUBSETS:
         r = res[name]
-        sens = [100.0 * float(s) for s in r["sens"]]
+        sens = [float(s) for s in r["sens"]]
         out[name] = dict(sens=sens, avg=subset_avg(sens), num_images=int(r["num_images"]),
                          num_gt=int(r["num_gt"]),
                          curve=dict(fps=list(CURVE_FPS),
-                                    sens=[100.0 * float(s) for s in r["curve"].at(CURVE_FPS)]))
+                                    sens=[float(s) for s in r["curve"].at(CURVE_FPS)]))
     return out
 
 
@@ -108,7 +136,8 @@ def aggregate_runs(runs: Sequence[Mapping[str, dict]]) -> Dict[str, dict]:
 
 def compare_with_published(measured: Mapping[str, dict], published: Mapping[str, dict],
                            tolerance: float = DEFAULT_TOLERANCE) -> Dict[str, dict]:
-    """Cell by cell: measured minus published, and whether ``|difference| > tolerance``.
+    """Cell by cell: measured minus published, and whether ``|difference|`` exceeds ``tolerance``
+    percentage points.
 
     Args:
         measured: :func:`aggregate_runs` of one variant.
@@ -129,25 +158,26 @@ def compare_with_published(measured: Mapping[str, dict], published: Mapping[str,
         if name != "all" and p.get("diff") is not None:
             dd = m["diff"]["mean"] - p["diff"]
         out[name] = dict(sens=sd, avg=ad, diff=dd,
-                         beyond=[d is not None and abs(d) > tolerance for d in sd],
-                         avg_beyond=ad is not None and abs(ad) > tolerance)
+                         beyond=[d is not None and 100 * abs(d) > tolerance for d in sd],
+                         avg_beyond=ad is not None and 100 * abs(ad) > tolerance)
     return out
 
 
 def _f(v: Optional[float], sign: bool = False) -> str:
+    """A fraction shown in percent."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
-    return f"{v:+.2f}" if sign else f"{v:.2f}"
+    return f"{100 * v:+.2f}" if sign else f"{100 * v:.2f}"
 
 
 def _pm(stat: Mapping[str, float], sign: bool = False) -> str:
     if stat["n"] > 1:
-        return f"{_f(stat['mean'], sign)} ± {stat['std']:.2f}"
+        return f"{_f(stat['mean'], sign)} ± {100 * stat['std']:.2f}"
     return _f(stat["mean"], sign)
 
 
 def _mark(d: Optional[float], beyond: bool) -> str:
-    return "-" if d is None else (f"**{d:+.2f}!**" if beyond else f"{d:+.2f}")
+    return "-" if d is None else (f"**{_f(d, True)}!**" if beyond else _f(d, True))
 
 
 def _variant_label(name: str, published: Mapping[str, dict]) -> tuple:
@@ -166,7 +196,7 @@ def render_table1(results: Mapping[str, dict], tolerance: float = DEFAULT_TOLERA
         results: ``{variant: {"measured": aggregate_runs(...), "published": paper_variant(...),
             "difference": compare_with_published(...)}}``.
     """
-    fps = paper_results()["fp_rates"]
+    fps = DEFAULT_FPS
     head = ["method", "slices", "row"] + [f"{f:g}" for f in fps] + ["Avg."]
     lines = [f"## {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in results.items():
@@ -176,7 +206,7 @@ def render_table1(results: Mapping[str, dict], tolerance: float = DEFAULT_TOLERA
         if p:
             lines.append(f"| {method} | {slices} | published | " + " | ".join(_f(v) for v in p["sens"])
                          + f" | {_f(p.get('avg'))} |")
-        cells = [f"{v:.2f} ± {s:.2f}" if r["measured"]["all"]["avg"]["n"] > 1 else f"{v:.2f}"
+        cells = [f"{_f(v)} ± {100 * s:.2f}" if r["measured"]["all"]["avg"]["n"] > 1 else _f(v)
                  for v, s in zip(m["sens"], m["sens_std"])]
         n = r["measured"]["all"]["avg"]["n"]
         lines.append(f"| {method if not p else ''} | {slices if not p else ''} | measured "
@@ -195,7 +225,7 @@ def render_table2(results: Mapping[str, dict], tolerance: float = DEFAULT_TOLERA
                   title: str = "Table 2: analysis on thickness") -> str:
     """Markdown in the paper's Table 2 layout (All/Thin/Thick per variant, Avg. and diff. = subset
     Avg. minus All Avg.), each subset with published, measured and difference rows."""
-    fps = paper_results()["fp_rates"]
+    fps = DEFAULT_FPS
     head = ["method", "subset", "row"] + [f"{f:g}" for f in fps] + ["Avg.", "diff."]
     lines = [f"## {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in results.items():
@@ -211,7 +241,7 @@ def render_table2(results: Mapping[str, dict], tolerance: float = DEFAULT_TOLERA
                              + " | ".join(_f(v) for v in p["sens"])
                              + f" | {_f(p.get('avg'))} | {_f(p.get('diff'), True)} |")
             n = r["measured"]["all"]["avg"]["n"]
-            cells = [f"{v:.2f} ± {s:.2f}" if n > 1 else f"{v:.2f}" for v, s in zip(m["sens"], m["sens_std"])]
+            cells = [f"{_f(v)} ± {100 * s:.2f}" if n > 1 else _f(v) for v, s in zip(m["sens"], m["sens_std"])]
             diff = _pm(m["diff"], True) if sub != "all" else "-"
             lines.append(f"| {'' if p else label} | {'' if p else subname} | measured | " + " | ".join(cells)
                          + f" | {_pm(m['avg'])} | {diff} |")
@@ -219,8 +249,8 @@ def render_table2(results: Mapping[str, dict], tolerance: float = DEFAULT_TOLERA
                 lines.append("| | | difference | "
                              + " | ".join(_mark(x, b) for x, b in zip(d["sens"], d["beyond"]))
                              + f" | {_mark(d['avg'], d['avg_beyond'])} | {_f(d.get('diff'), True)} |")
-    lines += ["", f"Thin: slice interval <= {paper_results()['thin_max_mm']:g} mm, thick: > "
-              f"{paper_results()['thin_max_mm']:g} mm; each subset is evaluated as its own image set. "
+    lines += ["", f"Thin: slice interval <= {THIN_MAX_MM:g} mm, thick: > "
+              f"{THIN_MAX_MM:g} mm; each subset is evaluated as its own image set. "
               f"**x!**: the difference exceeds the tolerance of {tolerance:g} points."]
     return "\n".join(lines) + "\n"
 
@@ -238,9 +268,9 @@ def render_gap_table(results: Mapping[str, dict]) -> str:
         p = r.get("published") or {}
         pg = "-"
         if p.get("thin", {}).get("avg") is not None and p.get("thick", {}).get("avg") is not None:
-            pg = f"{p['thin']['avg'] - p['thick']['avg']:+.2f}"
+            pg = _f(p["thin"]["avg"] - p["thick"]["avg"], True)
         runs = sorted(r.get("runs") or [], key=lambda run: run.get("seed", 0))
-        per_seed = ", ".join(f"{run.get('seed', '?')}: {run['all']['avg']:.1f}" for run in runs) or "-"
+        per_seed = ", ".join(f"{run.get('seed', '?')}: {100 * run['all']['avg']:.1f}" for run in runs) or "-"
         lines.append(f"| {method} | {slices} | {m['all']['avg']['n']} | "
                      f"{_pm(m['all']['avg'])} | {_pm(m['thin']['avg'])} | {_pm(m['thick']['avg'])} | "
                      f"{_pm(m['gap'], True)} | {pg} | {per_seed} |")
@@ -259,7 +289,7 @@ def plot_froc_panels(results: Mapping[str, dict], path: str, title: str = "") ->
     cols = min(3, max(1, len(names)))
     rows = max(1, math.ceil(len(names) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), dpi=110, squeeze=False)
-    fps = paper_results()["fp_rates"]
+    fps = DEFAULT_FPS
     colours = {"all": "k", "thin": "tab:blue", "thick": "tab:red"}
     for ax, name in zip(axes.flat, names):
         r = results[name]
@@ -267,11 +297,11 @@ def plot_froc_panels(results: Mapping[str, dict], path: str, title: str = "") ->
         for sub in SUBSETS:
             m = r["measured"][sub]
             if m.get("curve"):
-                ax.plot(m["curve"]["fps"], m["curve"]["sens"], "-", color=colours[sub],
-                        label=f"{sub} {m['avg']['mean']:.1f}")
+                ax.plot(m["curve"]["fps"], [100 * v for v in m["curve"]["sens"]], "-", color=colours[sub],
+                        label=f"{sub} {100 * m['avg']['mean']:.1f}")
             p = (r.get("published") or {}).get(sub)
             if p:
-                pts = [(f, s) for f, s in zip(fps, p["sens"]) if s is not None]
+                pts = [(f, 100 * s) for f, s in zip(fps, p["sens"]) if s is not None]
                 if pts:
                     ax.plot(*zip(*pts), "o", mfc="none", color=colours[sub], ms=5)
         ax.set_xscale("log", base=2)

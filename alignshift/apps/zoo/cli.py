@@ -27,7 +27,7 @@ def format_zoo_table(entries: Sequence[ZooEntry], dest: str) -> str:
     rows = []
     for e, have in zip(entries, downloaded(list(entries), dest)):
         avg = variants.get(e.paper_variant or "", {}).get("all", {}).get("avg")
-        rows.append([e.name, str(e.slices), e.conv, "-" if avg is None else f"{avg:.2f}", e.source,
+        rows.append([e.name, str(e.slices), e.conv, "-" if avg is None else f"{100 * avg:.2f}", e.source,
                      os.path.join(dest, f"{e.name}.pth") if have else "no"])
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head, *rows]]
