@@ -164,3 +164,8 @@ def test_readme_paper_table_matches_package_data():
         assert row[1:4] == published, f"README row {row[0]}: {row[1:4]} != paper_results.json {published}"
         seen += 1
     assert seen >= 6, "the README's paper table lists fewer variants than expected"
+
+
+def test_readme_is_short():
+    """The README is for users: at most 8 KB; measurements and design notes live in docs/."""
+    assert os.path.getsize(os.path.join(ROOT, "README.md")) <= 8 * 1024

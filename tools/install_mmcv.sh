@@ -11,7 +11,7 @@
 # GPUs found (TORCH_CUDA_ARCH_LIST, e.g. "9.0" on an H100/H200; set it yourself to build for
 # others), with MAX_JOBS = the number of cores. The CUDA wheel is cached under a key that names
 # those capabilities. MMCV_SDIST=/path/mmcv-VER.tar.gz builds from that file instead of
-# downloading it (a machine without a package index: see tools/device_bundle.sh);
+# downloading it (a machine without a package index: see tools/airgap_bundle.sh);
 # MMCV_WHEEL=/path/mmcv-VER-*.whl installs that wheel (built earlier for the same torch, Python and
 # GPU) without building.
 set -euo pipefail

@@ -1,4 +1,4 @@
-"""benchmarks/bench_train.py and tools/device_run.sh, run tiny on the CPU.
+"""benchmarks/bench_train.py and tools/airgap_gpu_check.sh, run tiny on the CPU.
 
 The GPU command lines of docs/gpu.md are run here with CPU stand-ins: the same scripts and steps,
 64-px images, no AMP (it needs CUDA) and the installed packages instead of the carried bundle.
@@ -69,8 +69,8 @@ def test_bench_train_usage_errors(bench_train, argv, message, capsys):
     assert err.count("\n") == 0 and message in err, err
 
 
-def test_device_run_dry_run_on_cpu(tmp_path):
-    """tools/device_run.sh's train and bench steps (synthetic data, train, test, FROC, the
+def test_airgap_gpu_check_dry_run_on_cpu(tmp_path):
+    """tools/airgap_gpu_check.sh's train and bench steps (synthetic data, train, test, FROC, the
     benchmark on those data) with CPU stand-ins."""
     # seed 7: 6 images give 2 train (1 iteration), 2 val and 2 test images; a smaller box head
     small = "model.roi_head.bbox_head.fc_out_channels=256"
@@ -84,9 +84,9 @@ def test_device_run_dry_run_on_cpu(tmp_path):
                          f"test_dataloader.num_workers=0 test_dataloader.persistent_workers=False {small}",
                BENCH_DEVICE="cpu", BENCH_ITERS="1", BENCH_WARMUP="0", BUDGET_S="3000",
                BENCH_ARGS=f"--variants 3d --slices 3 --workers 0 --cfg-options {small}")
-    r = subprocess.run(["bash", "tools/device_run.sh", "train,bench"], cwd=ROOT, env=env,
+    r = subprocess.run(["bash", "tools/airgap_gpu_check.sh", "train,bench"], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=600)
-    log = (tmp_path / "out" / "device_run.log").read_text(encoding="utf-8")
+    log = (tmp_path / "out" / "gpu_check.log").read_text(encoding="utf-8")
     assert r.returncode == 0, log[-3000:]
     for step in ("train: rc=0", "test: rc=0", "froc: rc=0", "synthetic-data: rc=0", "bench: rc=0"):
         assert step in log, log[-3000:]

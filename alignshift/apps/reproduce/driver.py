@@ -8,7 +8,8 @@ Train (or load) each variant, test it, and lay the results beside the published 
 
 Sources of results:
   --synthetic  the synthetic thickness benchmark (alignshift/data/thickness_benchmark.py,
-               docs/reproduce.md), configs/synthetic/<variant>.py, sized by --profile
+               docs/reproduce.md): each paper config with configs/synthetic/thickness_benchmark.py
+               on top, sized by --profile
   --train      the seven published recipes, configs/deeplesion/*.py, on DeepLesion
   --snapshots  the model zoo: checkpoints/<variant>.pth from tools/download.py, tested on DeepLesion
                with configs/deeplesion/official/<variant>.py

@@ -1,4 +1,4 @@
-"""tools/device_bundle.sh against a local stand-in for the package index (no network).
+"""tools/airgap_bundle.sh against a local stand-in for the package index (no network).
 
 Every pinned wheel and the mmcv sdist are replaced by tiny packages of the same names, versions
 and platform tags in a --find-links folder; the script's own pip calls then run unchanged.
@@ -12,7 +12,7 @@ import tarfile
 import zipfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCRIPT = os.path.join(ROOT, "tools", "device_bundle.sh")
+SCRIPT = os.path.join(ROOT, "tools", "airgap_bundle.sh")
 BINARY_TAGS = {"pycocotools": "cp312-abi3-manylinux_2_17_x86_64",
                "shapely": "cp312-cp312-manylinux_2_17_x86_64"}
 
@@ -43,7 +43,7 @@ def _fake_sdist(folder, tmp):
         tar.add(src, arcname="mmcv-2.1.0")
 
 
-def test_device_bundle_with_a_local_index(tmp_path):
+def test_airgap_bundle_with_a_local_index(tmp_path):
     links = tmp_path / "links"
     links.mkdir()
     pins = _pins()
@@ -67,7 +67,7 @@ def test_device_bundle_with_a_local_index(tmp_path):
 
 
 def test_wheel_parts_join_back(tmp_path):
-    """docs/gpu.md: device_run.sh's split into 15 MiB parts, joined again with cat."""
+    """docs/gpu.md: airgap_gpu_check.sh's split into 15 MiB parts, joined again with cat."""
     wheel = tmp_path / "cache" / "mmcv-2.1.0-cp312-cp312-linux_x86_64.whl"
     wheel.parent.mkdir()
     wheel.write_bytes(os.urandom(31 * 2**20))
@@ -77,7 +77,7 @@ def test_wheel_parts_join_back(tmp_path):
                    check=True)
     parts = sorted(os.listdir(out))
     assert parts == [wheel.name + f".part-0{i}" for i in range(3)]
-    assert all(os.path.getsize(out / p) <= 16 * 2**20 for p in parts)  # the device tool's limit
+    assert all(os.path.getsize(out / p) <= 16 * 2**20 for p in parts)  # the per-file limit the script keeps to
     subprocess.run("cat mmcv-2.1.0-*.whl.part-* > mmcv-2.1.0-cp312-cp312-linux_x86_64.whl", shell=True,
                    cwd=out, check=True)
     assert (out / wheel.name).read_bytes() == wheel.read_bytes()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole GPU check in one command, for a GPU machine without a package index (docs/gpu.md):
-#   1. install the carried bundle (.whl/, written by tools/device_bundle.sh) into /tmp/site;
+#   1. install the carried bundle (.whl/, written by tools/airgap_bundle.sh) into /tmp/site;
 #   2. build mmcv with its CUDA ops (tools/install_mmcv.sh from the carried sdist), timed;
 #   3. write a synthetic DeepLesion at 512 px (alongside the build) and prepare its annotations;
 #   4. train the AlignShift 7-slice detector (paper settings: 512 px, 2 images per GPU; random
@@ -8,23 +8,23 @@
 #      epochs (about 36 iterations each), then tools/test.py with the FROC on the test split;
 #   5. benchmarks/bench_train.py (all variants, 3 and 7 slices, AMP on and off).
 #
-# Usage, from the repository root:  bash tools/device_run.sh [STEPS]
+# Usage, from the repository root:  bash tools/airgap_gpu_check.sh [STEPS]
 #   STEPS: comma-separated from build,train,bench (default all three); build is needed once per
-#   machine. Settings through the environment: OUT (default ./device_out), BUNDLE (.whl),
+#   machine. Settings through the environment: OUT (default ./gpu_check_out), BUNDLE (.whl),
 #   EPOCHS (8), NUM_IMAGES (120), SEED (0, of the synthetic data), BENCH_ITERS (20), BENCH_WARMUP (5), BENCH_ARGS (extra options),
 #   BUDGET_S (540: later steps are skipped, or the benchmark cut short, to end within it).
 #   For a dry run on a CPU (tests/mmdet_plugins/test_bench_train.py does one): BUNDLE=none (use
 #   the packages installed), AMP= (no --amp), IMAGE_SIZE, TRAIN_OPTS / TEST_OPTS (more
 #   --cfg-options), BENCH_DEVICE=cpu, WORK_DIR and DATA_DIR (default under /tmp).
 #
-# What comes back is sized to the device tool's limits (at most 8 files, 16 MiB each, 64 MiB
-# together): device_run.log (every step's output and the summary), bench_train.json, e2e.tar.gz
+# What it writes to OUT is kept small enough for a transfer system with per-file limits (at most
+# 8 files, 16 MiB each, 64 MiB together): gpu_check.log (every step's output and the summary), bench_train.json, e2e.tar.gz
 # (the training log, scalars, FROC JSON and plot, predictions) and the CUDA mmcv wheel in parts of
 # 15 MiB (mmcv-*.whl.part-aa, -ab, ...; join them with cat, see docs/gpu.md) when it fits.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-OUT=${OUT:-$ROOT/device_out}
+OUT=${OUT:-$ROOT/gpu_check_out}
 BUNDLE=${BUNDLE:-.whl}
 EPOCHS=${EPOCHS:-8}
 NUM_IMAGES=${NUM_IMAGES:-120}
@@ -41,12 +41,12 @@ CONFIG=configs/deeplesion/fasterrcnn_densenet_alignshift_7slice.py
 WORK=${WORK_DIR:-/tmp/alignshift_e2e}  # on the machine's disk, not carried back whole
 DATA=${DATA_DIR:-/tmp/alignshift_e2e_data/DeepLesion}
 mkdir -p "$OUT" "$WORK"
-LOG=$OUT/device_run.log
+LOG=$OUT/gpu_check.log
 export PYTHONUNBUFFERED=1
 START=$SECONDS
 SUMMARY=()
 
-log() { echo "[device_run +$((SECONDS - START))s] $*" | tee -a "$LOG"; }
+log() { echo "[airgap_gpu_check +$((SECONDS - START))s] $*" | tee -a "$LOG"; }
 has_step() { case ",$STEPS," in *,"$1",*) return 0;; *) return 1;; esac; }
 left() { local s=$((BUDGET_S - (SECONDS - START))); echo $((s > 1 ? s : 1)); }  # timeout 0 = none
 # run NAME CMD...: output to the log, status and seconds to the summary
@@ -75,7 +75,7 @@ if [ "$BUNDLE" = none ]; then
   export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
 else
   if ! ls "$BUNDLE"/*.whl >/dev/null 2>&1; then
-    log "no wheels in $BUNDLE/: run tools/device_bundle.sh on a machine with an index, carry $BUNDLE"
+    log "no wheels in $BUNDLE/: run tools/airgap_bundle.sh on a machine with an index, carry $BUNDLE"
     finish 1
   fi
   run install-bundle "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
@@ -144,7 +144,7 @@ fi
 # 5. throughput, side by side, sized to the time left
 if has_step bench; then
   if [ "$(left)" -lt 120 ]; then
-    log "skipping bench_train.py: only $(left) s of the budget left (run: bash tools/device_run.sh bench)"
+    log "skipping bench_train.py: only $(left) s of the budget left (run: bash tools/airgap_gpu_check.sh bench)"
     SUMMARY+=("bench: skipped, no time left")
   else
     # the training data when step 3 wrote them, else bench_train.py writes its own; 4 loader

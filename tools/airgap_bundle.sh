@@ -1,26 +1,28 @@
 #!/usr/bin/env bash
-# Download, on a machine with a package index, what a GPU machine without one needs to run the
-# detectors: the mmcv sdist (built there with CUDA by tools/install_mmcv.sh) and the wheels of
-# mmengine, mmdet and the packages they import that a stock PyTorch image lacks.
+# A wheelhouse for an air-gapped GPU machine (a hospital cluster without a package index): on a
+# machine with an index, download what the GPU machine needs to run the detectors: the mmcv sdist
+# (built there with CUDA by tools/install_mmcv.sh) and the wheels of mmengine, mmdet and the packages
+# they import that a stock PyTorch container lacks.
 #
-# Usage: tools/device_bundle.sh [DEST]          (default DEST: .whl/, git-ignored)
+# Usage: tools/airgap_bundle.sh [DEST]          (default DEST: .whl/, git-ignored)
 #
-# Targets CPython 3.12 on manylinux x86_64 (the device image's python3, torch 2.11 cu130). Override
+# Targets CPython 3.12 on manylinux x86_64 (e.g. a PyTorch container's python3 with torch 2.11 cu130). Override
 # with PY_VERSION=3.11 etc. PYTHON (default python3) runs pip. pip prepares an sdist's metadata
 # even when it only downloads it, and mmcv's setup.py imports torch, so the sdist is fetched by
 # SDIST_PYTHON (default: PYTHON if it has torch, else the project's .venv/bin/python).
-# Then tools/device_run.sh on the GPU machine installs the wheels with --no-index.
+# Carry DEST with the source tree; tools/airgap_gpu_check.sh on the GPU machine installs the wheels
+# with --no-index.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEST=${1:-.whl}
 PY_VERSION=${PY_VERSION:-3.12}
 PYTHON=${PYTHON:-python3}
-log() { echo "[device_bundle] $*"; }
+log() { echo "[airgap_bundle] $*"; }
 
-# Pure-Python (or cp312 binary) packages the device image does not carry, pinned to the versions
+# Pure-Python (or cp312 binary) packages a stock PyTorch container does not carry, pinned to the versions
 # this project's own environment uses. Everything else mmengine/mmdet import (numpy, scipy, torch,
-# opencv, matplotlib, rich, six, tqdm, pyyaml, pillow, packaging, ninja) is in the image.
+# opencv, matplotlib, rich, six, tqdm, pyyaml, pillow, packaging, ninja) is in such a container.
 WHEELS=(
   "mmengine==0.10.7" "mmdet==3.3.0"
   "addict==2.4.0" "yapf==0.43.0" "platformdirs==4.14.8" "termcolor==3.3.0"
@@ -53,7 +55,7 @@ if ! ls "$DEST"/mmcv-2.1.0.tar.gz >/dev/null 2>&1; then
 fi
 
 # every import requirement of the downloaded wheels must be in the image or in the bundle
-log "Requires-Dist of the bundled wheels (none may be missing on the device):"
+log "Requires-Dist of the bundled wheels (none may be missing on the GPU machine):"
 "$PYTHON" - "$DEST" <<'PYEOF'
 import glob, os, sys, zipfile
 for w in sorted(glob.glob(os.path.join(sys.argv[1], "*.whl"))):
@@ -64,8 +66,8 @@ for w in sorted(glob.glob(os.path.join(sys.argv[1], "*.whl"))):
                 print(f"  {os.path.basename(w).split('-')[0]}: {line[len('Requires-Dist:'):].strip()}")
 PYEOF
 size=$(du -sk "$DEST" | cut -f1)
-log "$(ls "$DEST" | wc -l) files, $((size / 1024)) MiB in $DEST (the device carries at most 64 MiB with the tree)"
+log "$(ls "$DEST" | wc -l) files, $((size / 1024)) MiB in $DEST (kept under 64 MiB, so that it travels with the source tree)"
 if [ "$size" -gt $((48 * 1024)) ]; then
-  echo "[device_bundle] ERROR: $DEST is over 48 MiB; the working tree must travel with it within 64 MiB" >&2
+  echo "[airgap_bundle] ERROR: $DEST is over 48 MiB; the working tree must travel with it within 64 MiB" >&2
   exit 1
 fi
