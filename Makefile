@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.alignshift-env
 
-.PHONY: env demo test lint bench reproduce clean-env
+.PHONY: env demo test test-fast lint bench reproduce clean-env
 
 env: $(STAMP)
 
@@ -26,6 +26,10 @@ lint: env
 # UTF-8 mode: a library that resets LC_CTYPE to "C" must not turn the docs' text into ASCII errors.
 test: env lint
 	PYTHONUTF8=1 $(PY) -m pytest -q tests
+
+# The unit tests only: no end-to-end runs of the tools and the detector, no fresh virtual environments.
+test-fast: env lint
+	PYTHONUTF8=1 $(PY) -m pytest -q -m "not e2e and not packaging" tests
 
 bench: env
 	$(PY) benchmarks/bench_ops.py

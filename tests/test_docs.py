@@ -95,6 +95,7 @@ def throwaway_copy(dest: str) -> str:
     return dest
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("block", RUN, ids=[b.where for b in RUN])
 def test_runnable_block(block: Block, tmp_path):
     assert block.lang in ("bash", "python"), f"{block.where}: runnable blocks are bash or python"

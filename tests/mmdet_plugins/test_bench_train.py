@@ -13,6 +13,8 @@ import tarfile
 
 import pytest
 
+pytestmark = pytest.mark.e2e
+
 pytest.importorskip("mmdet")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -181,6 +181,7 @@ def test_convert_tool_checks_against_the_config_and_reports(tmp_path, published3
     assert not (tmp_path / "x.pth").exists() and not (tmp_path / "y.pth").exists()
 
 
+@pytest.mark.e2e
 def test_tools_test_prints_froc_and_paper_comparison(prepared_root, tmp_path, published3):
     """The documented command, ``tools/test.py configs/deeplesion/official/X.py checkpoints/X.pth``,
     on the synthetic release (2 images at their 96-pixel size) with a converted fixture."""

@@ -45,6 +45,7 @@ def test_paper_configs_exist():
         assert f"fasterrcnn_densenet_{kind}.py" in names
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("cfg_path", CONFIGS, ids=os.path.basename)
 def test_config_trains_one_iteration_and_predicts(cfg_path, prepared_root, mmdet_registered):
     cfg, model, ds = build(cfg_path, prepared_root)

@@ -8,6 +8,8 @@ import sys
 import pytest
 import torch
 
+pytestmark = pytest.mark.e2e
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = "configs/demo/alignshift_3slice_synthetic.py"
 TINY = ["train_dataloader.dataset.indices=4", "val_dataloader.dataset.indices=4",

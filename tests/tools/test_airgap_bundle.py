@@ -11,6 +11,10 @@ import sys
 import tarfile
 import zipfile
 
+import pytest
+
+pytestmark = pytest.mark.packaging
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "tools", "airgap_bundle.sh")
 BINARY_TAGS = {"pycocotools": "cp312-abi3-manylinux_2_17_x86_64",
@@ -77,7 +81,7 @@ def test_wheel_parts_join_back(tmp_path):
                    check=True)
     parts = sorted(os.listdir(out))
     assert parts == [wheel.name + f".part-0{i}" for i in range(3)]
-    assert all(os.path.getsize(out / p) <= 16 * 2**20 for p in parts)  # the per-file limit the script keeps to
+    assert all(os.path.getsize(out / p) <= 16 * 2**20 for p in parts)  # its per-file limit
     subprocess.run("cat mmcv-2.1.0-*.whl.part-* > mmcv-2.1.0-cp312-cp312-linux_x86_64.whl", shell=True,
                    cwd=out, check=True)
     assert (out / wheel.name).read_bytes() == wheel.read_bytes()

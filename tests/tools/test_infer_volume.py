@@ -12,6 +12,8 @@ import SimpleITK as sitk
 from alignshift.apps.cli import run_cli
 from alignshift.inference import CSV_COLUMNS
 
+pytestmark = pytest.mark.e2e
+
 CONFIG = "configs/demo/alignshift_3slice_synthetic.py"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

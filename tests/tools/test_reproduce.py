@@ -103,6 +103,7 @@ def test_benchmark_same_anatomy_thin_and_thick(tmp_path):
     assert not os.path.exists(str(tmp_path / "tb") + ".partial")
 
 
+@pytest.mark.e2e
 def test_reproduce_tiny_end_to_end(tmp_path, capsys):
     from alignshift.apps.reproduce import driver as reproduce
 
