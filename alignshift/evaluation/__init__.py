@@ -13,7 +13,7 @@ from .breakdown import (
     plot_breakdown,
     save_report,
 )
-from .compare import Comparison, Difference, compare, compare_files
+from .compare import Comparison, Difference, compare, compare_files, save_comparison
 from .evalset import EvalSet, load_evalset
 from .froc import (
     AVG_FPS,
@@ -52,5 +52,5 @@ __all__ = ["AVG_FPS", "DEFAULT_FPS", "GROUPINGS", "LESION_TYPES", "MP3D_AVG_FPS"
            "join_ground_truth", "load_evalset", "make_groupings", "match_detections", "Matches",
            "paired_p_value", "paper_results", "paper_variant", "parse_breakdown", "parse_predictions",
            "patient_resamples", "percentile_interval", "plot_breakdown", "plot_froc", "PredictionsError",
-           "read_ground_truth", "read_predictions", "save_froc_report", "save_report", "sens_at_fps",
-           "summarize", "weighted_sensitivity", "write_predictions"]
+           "read_ground_truth", "read_predictions", "save_comparison", "save_froc_report", "save_report",
+           "sens_at_fps", "summarize", "weighted_sensitivity", "write_predictions"]

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..cli import UserError
 from ..data.deeplesion import THIN_MAX_MM
+from ..fsutil import atomic_write
 from .bootstrap import paired_p_value, patient_resamples, percentile_interval
 from .breakdown import (
     DEFAULT_INTERVAL_BINS_MM,
@@ -40,7 +41,7 @@ from .evalset import EvalSet, load_evalset
 from .froc import match_detections
 from .protocol import FROCProtocol
 
-__all__ = ["Difference", "Comparison", "compare", "compare_files"]
+__all__ = ["Difference", "Comparison", "compare", "compare_files", "save_comparison"]
 
 
 @dataclass
@@ -313,3 +314,17 @@ def compare_files(a: str, b: str, gt: Optional[str] = None, *,
             res.notes.append(f"note: {n} images of {gt} have no predictions in {path} (counted "
                              "as images without detections)")
     return res
+
+
+def save_comparison(comparison: Comparison, out_dir: str, stem: str = "froc_compare") -> List[str]:
+    """Write ``STEM.txt``, ``STEM.md`` and ``STEM.json`` into ``out_dir``, each atomically; return
+    their names. (For bar charts of both detectors, see
+    :func:`alignshift.evaluation.plot_breakdown`.)"""
+    os.makedirs(out_dir, exist_ok=True)
+    names = []
+    for ext, text in (("txt", comparison.format_text()), ("md", comparison.format_markdown()),
+                      ("json", comparison.to_json())):
+        with atomic_write(os.path.join(out_dir, f"{stem}.{ext}"), encoding="utf-8") as f:
+            f.write(text + "\n")
+        names.append(f"{stem}.{ext}")
+    return names

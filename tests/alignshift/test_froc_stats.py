@@ -27,6 +27,7 @@ from alignshift.evaluation import (
     paired_p_value,
     patient_resamples,
     plot_breakdown,
+    save_comparison,
     save_report,
     weighted_sensitivity,
     write_predictions,
@@ -238,7 +239,7 @@ def test_bootstrap_resamples_patients_not_images():
     assert (hi2 - lo2) < 0.7 * (hi - lo)
 
 
-def test_paired_comparison():
+def test_paired_comparison(tmp_path):
     rng = np.random.default_rng(3)
     a = _binomial_split(rng, 150, 0.85)
     same = compare(a, a, n_resamples=300, seed=1)
@@ -262,6 +263,9 @@ def test_paired_comparison():
     js = json.loads(res.to_json())
     assert js["subsets"]["all"]["p_avg"] == pytest.approx(2 / 501)
     assert js["bootstrap"]["resamples"] == 500
+    names = save_comparison(res, str(tmp_path))
+    assert sorted(names) == ["froc_compare.json", "froc_compare.md", "froc_compare.txt"]
+    assert json.loads((tmp_path / "froc_compare.json").read_text()) == js
     # reversed, the difference changes sign and the p-value stays
     rev = compare(b, a, n_resamples=500, seed=1).subsets["all"]
     assert rev.diff_avg == pytest.approx(-d.diff_avg) and rev.p_avg == d.p_avg
