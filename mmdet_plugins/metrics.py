@@ -146,6 +146,8 @@ class DeepLesionFROCMetric(BaseMetric):
         gts, noisy = _read_ground_truth(self.ann_file)
         recs, _ = join_ground_truth(parse_predictions(doc, "the test predictions"), self.ann_file,
                                     ground_truth=gts)
+        run = {r.get("file_name") for r in results}  # the images tested (all, unless a subset)
+        recs = [r for r in recs if r.file_name in run]
         return EvalSet.from_records(recs, self.ann_file, noisy, from_annotations=True)
 
     def compute_metrics(self, results: list) -> dict:

@@ -314,3 +314,18 @@ def test_tta_configs(prepared_root, mmdet_registered):
     tta_step = cfg.test_dataloader.dataset.pipeline[-1]
     assert tta_step["type"] == "TestTimeAug"
     assert tta_step["transforms"][0][0]["scale"] == (128, 128)  # the config's own img_scale
+
+
+def test_metric_with_ann_file_evaluates_the_tested_images_only(prepared_root, mmdet_registered, tmp_path):
+    """A test run over part of the split (dataset indices) is not diluted by the other images."""
+    from mmdet_plugins.metrics import DeepLesionFROCMetric
+
+    ann_file = str(prepared_root / "annotations" / "deeplesion_test.json")
+    samples = _samples(_dataset(prepared_root, _pipeline()), lambda n: np.zeros((0, 5)))[:3]
+    m = DeepLesionFROCMetric(out_dir=str(tmp_path), ann_file=ann_file, breakdown="interval")
+    m.dataset_meta = dict(classes=("lesion",))
+    m.process({}, samples)
+    m.compute_metrics(m.results)
+    report = json.loads((tmp_path / "froc_breakdown.json").read_text())
+    assert report["num_images"] == 3
+    assert json.loads((tmp_path / "froc.json").read_text())["all"]["num_images"] == 3
