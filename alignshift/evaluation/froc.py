@@ -163,7 +163,7 @@ def match_detections(pred_boxes: Sequence[np.ndarray], gt_boxes: Sequence[np.nda
     gts, n_gt = _stack(gt_boxes, 4, "gt_boxes")
     gt_img = np.repeat(np.arange(n_img), n_gt)
     n = len(dets)
-    order = np.argsort(-dets[:, 4], kind="stable")  # order inside a tie does not change the curve
+    order = np.argsort(-dets[:, 4])  # order inside a tie does not change the curve
     rank = np.empty(n, np.int64)
     rank[order] = np.arange(n)
     det_img = np.repeat(np.arange(n_img), n_det)
