@@ -2,8 +2,8 @@
 
     python benchmarks/bench_bootstrap.py [--resamples 1000] [--dets 50] [--repeats 1] [--check 20]
 
-The synthetic split has DeepLesion's test proportions: 4,831 key images of about 665 patients
-(7.3 images per patient, as 32,120 images of 4,427 patients; skewed), 1.02 lesions per image
+The synthetic split has DeepLesion's test proportions: 4,831 key images of 628 patients (7.3
+images per patient on average, as 32,120 images of 4,427 patients; skewed), 1.02 lesions per image
 (32,735 / 32,120), slice intervals from 0.625 to 5 mm, the 8 lesion types and log-normal long
 diameters. Each image gets ``--dets`` detections (50: the configs' ``max_per_img``), scores rounded
 to 4 decimals as the predictions file stores them (so many scores tie). Prints the time of the
