@@ -8,8 +8,10 @@ from .legacy import LoadDeepLesionSlicesV1, V1AnchorGenerator, V1DeltaXYWHBBoxCo
 from .metrics import DeepLesionFROCMetric
 from .runner import AlignShiftRunner
 from .transforms import LoadDeepLesionSlices, RandomShiftScaleRotate
+from .tta import DeepLesionTTAModel
 
-__all__ = ["AlignShiftRunner", "DeepLesionDataset", "DeepLesionFROCMetric", "DeepLesionVisualizationHook",
+__all__ = ["AlignShiftRunner", "DeepLesionDataset", "DeepLesionFROCMetric", "DeepLesionTTAModel",
+           "DeepLesionVisualizationHook",
            "DenseNet25DBackbone",
            "DenseNet3DBackbone", "LoadDeepLesionSlices", "RandomShiftScaleRotate",
            "ThicknessAwareFasterRCNN",

@@ -59,6 +59,7 @@ class DeepLesionDataset(BaseDetDataset):
                 img_path=osp.join(img_root, img["file_name"]), img_id=img["id"],
                 file_name=img["file_name"], height=img["height"], width=img["width"],
                 thickness=float(img["thickness"]), spacing=list(img["spacing"]),
+                patient=img.get("patient"),
                 num_slices=self.num_slices, norm_interval=self.norm_interval,
                 interpolate=self.interpolate, window=self.window, instances=instances))
         return data_list

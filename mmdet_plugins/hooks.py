@@ -86,9 +86,9 @@ class DeepLesionVisualizationHook(Hook):
             if self.max_images is not None and self._written >= self.max_images:
                 self._not_drawn += 1
                 continue
-            sx, sy = s.metainfo.get("scale_factor", (1.0, 1.0))
+            # the test pipelines load annotations after Resize: ground truth is in original pixels
             gt = s.gt_instances.bboxes
-            gt = (gt.tensor if hasattr(gt, "tensor") else gt).cpu().numpy() / [sx, sy, sx, sy]
+            gt = (gt.tensor if hasattr(gt, "tensor") else gt).cpu().numpy()
             p = s.pred_instances
             keep = (p.scores >= self.score_thr).cpu().numpy()
             pred = np.hstack([p.bboxes.cpu().numpy(), p.scores.cpu().numpy()[:, None]])[keep]

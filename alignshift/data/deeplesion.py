@@ -447,11 +447,17 @@ def annotation_xyxy(ann: dict) -> List[float]:
     return [float(x), float(y), float(x + w), float(y + h)]
 
 
-def records_to_coco(records: Sequence[ImageRecord], split: str) -> dict:
+def records_to_coco(records: Sequence[ImageRecord], split: str,
+                    include_noisy: Optional[bool] = None) -> dict:
     """COCO-style annotation dict extended with DeepLesion fields (thickness, spacing, RECIST...).
 
     Boxes are COCO ``[x, y, w, h]`` with ``w = x2 - x1`` (0-based, continuous coordinates);
-    ``bbox_xyxy`` keeps the corners as given.
+    ``bbox_xyxy`` keeps the corners as given. Each image carries ``patient`` (Patient_index) and
+    ``thickness`` (the slice interval); each lesion its ``lesion_type`` (1-8, -1 unlabelled),
+    ``diameters`` (pixels), ``diameters_mm`` (long, short: pixels times the x pixel spacing,
+    DeepLesion's pixels being square) and ``noisy``, which the FROC breakdowns group by.
+    ``include_noisy``: whether :func:`select_split` kept the noisy lesions; recorded in ``info``
+    as ``noisy_lesions`` ("kept" or "excluded") when given.
     """
     images, anns = [], []
     for img_id, rec in enumerate(records, start=1):
@@ -467,7 +473,10 @@ def records_to_coco(records: Sequence[ImageRecord], split: str) -> dict:
                 id=len(anns) + 1, image_id=img_id, category_id=1, iscrowd=0,
                 bbox=[x1, y1, x2 - x1, y2 - y1], bbox_xyxy=[x1, y1, x2, y2],
                 area=(x2 - x1) * (y2 - y1), recist=[float(v) for v in les.recist],
-                diameters=[float(v) for v in les.diameters], lesion_type=les.lesion_type,
-                noisy=les.noisy, csv_line=les.row))
-    return dict(info=dict(description=f"DeepLesion {split} split (alignshift)"),
-                images=images, annotations=anns, categories=[dict(id=1, name="lesion")])
+                diameters=[float(v) for v in les.diameters],
+                diameters_mm=[round(float(v) * rec.spacing[0], 4) for v in les.diameters],
+                lesion_type=les.lesion_type, noisy=les.noisy, csv_line=les.row))
+    info = dict(description=f"DeepLesion {split} split (alignshift)")
+    if include_noisy is not None:
+        info["noisy_lesions"] = "kept" if include_noisy else "excluded"
+    return dict(info=info, images=images, annotations=anns, categories=[dict(id=1, name="lesion")])

@@ -9,7 +9,8 @@ FPs per image = false positives / images (images without detections count). The 
 FP rate is ``np.interp`` on the curve (held at its last value beyond it).
 
 IoU uses the published inclusive-pixel convention (``w = x2 - x1 + 1``) unless
-``inclusive=False``.
+``inclusive=False``. ``criterion="iobb"`` replaces IoU by the intersection over the *detected*
+box's area (IoBB, as in NIH's reference evaluation code for DeepLesion).
 
 Edge cases: no detections at all gives sensitivity 0 everywhere; images without ground truth
 only add to the image count (their detections are false positives); zero ground truths or zero
@@ -26,11 +27,14 @@ import numpy as np
 from ..boxes import box_pair_iou
 from ..data.deeplesion import THIN_MAX_MM
 
-__all__ = ["FROCCurve", "froc", "sens_at_fps", "froc_breakdown", "format_froc_table",
-           "plot_froc", "summarize", "save_froc_report", "DEFAULT_FPS", "AVG_FPS"]
+__all__ = ["FROCCurve", "Matches", "froc", "match_detections", "sens_at_fps", "froc_breakdown",
+           "format_froc_table", "plot_froc", "summarize", "save_froc_report", "DEFAULT_FPS",
+           "AVG_FPS", "MP3D_AVG_FPS", "CRITERIA", "box_overlap"]
 
 DEFAULT_FPS = (0.5, 1, 2, 4, 8, 16)
 AVG_FPS = (0.5, 1, 2, 4)
+MP3D_AVG_FPS = (0.5, 1, 2, 3, 4, 8)  # MP3D's "mean FROC" (urmagicsmine/MP3D, lesion.py)
+CRITERIA = ("iou", "iobb")
 
 
 @dataclass
@@ -53,6 +57,72 @@ class FROCCurve:
         return np.interp(target, self.fps, self.sens)
 
 
+def box_overlap(det: np.ndarray, gt: np.ndarray, criterion: str = "iou",
+                inclusive: bool = True) -> np.ndarray:
+    """Element-wise overlap of paired detections det (N, 4+) and ground truths gt (N, 4).
+
+    ``criterion``: ``"iou"`` (intersection over union) or ``"iobb"`` (intersection over the
+    detected box's area). Returns (N,).
+    """
+    if criterion == "iou":
+        return box_pair_iou(det, gt, inclusive)
+    if criterion != "iobb":
+        raise ValueError(f"criterion must be one of {list(CRITERIA)}, got {criterion!r}")
+    one = 1.0 if inclusive else 0.0
+    iw = np.maximum(np.minimum(det[:, 2], gt[:, 2]) - np.maximum(det[:, 0], gt[:, 0]) + one, 0.0)
+    ih = np.maximum(np.minimum(det[:, 3], gt[:, 3]) - np.maximum(det[:, 1], gt[:, 1]) + one, 0.0)
+    area = (det[:, 2] - det[:, 0] + one) * (det[:, 3] - det[:, 1] + one)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(area > 0, iw * ih / np.where(area > 0, area, 1.0), 0.0)
+
+
+@dataclass
+class Matches:
+    """Every detection and lesion after matching, in score order: what all FROC statistics use.
+
+    Detections are sorted by score, descending (ties in any order: they form one step).
+    ``D`` detections, ``L`` lesions (in image order, then in the order of each image's
+    ground truth), ``G`` steps of equal score.
+
+    Attributes:
+        num_images: number of images, with or without detections.
+        det_img: (D,) image of each sorted detection.
+        det_fp: (D,) True where the detection overlaps no lesion of its image enough.
+        det_step: (D,) the step (group of equal scores) of each sorted detection.
+        step_end: (G,) index of the last sorted detection of each step.
+        step_score: (G,) the score of each step.
+        gt_img: (L,) image of each lesion.
+        hit_rank: (L,) sorted index of the first detection that hits the lesion; D if none does.
+    """
+
+    num_images: int
+    det_img: np.ndarray
+    det_fp: np.ndarray
+    det_step: np.ndarray
+    step_end: np.ndarray
+    step_score: np.ndarray
+    gt_img: np.ndarray
+    hit_rank: np.ndarray
+
+    @property
+    def num_dets(self) -> int:
+        return len(self.det_img)
+
+    def curve(self) -> FROCCurve:
+        """The FROC curve of all images and lesions."""
+        n, n_gt, n_img = self.num_dets, len(self.hit_rank), self.num_images
+        empty = np.zeros(0)
+        if n == 0:
+            return FROCCurve(empty, empty, empty, n_img, n_gt)
+        new_hits = np.bincount(self.hit_rank[self.hit_rank < n], minlength=n)
+        cum_tp, cum_fp = np.cumsum(new_hits)[self.step_end], np.cumsum(self.det_fp)[self.step_end]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sens = cum_tp / n_gt if n_gt else np.full(len(self.step_end), np.nan)
+            fps = cum_fp / n_img
+        return FROCCurve(fps.astype(np.float64), sens.astype(np.float64), self.step_score,
+                         n_img, n_gt)
+
+
 def _stack(arrays: Sequence[np.ndarray], width: int, what: str) -> Tuple[np.ndarray, np.ndarray]:
     counts = np.array([len(a) for a in arrays], np.int64)
     rows = [np.asarray(a, np.float64).reshape(-1, width) if len(a) else np.zeros((0, width))
@@ -63,28 +133,27 @@ def _stack(arrays: Sequence[np.ndarray], width: int, what: str) -> Tuple[np.ndar
     return (np.concatenate(rows) if rows else np.zeros((0, width))), counts
 
 
-def froc(pred_boxes: Sequence[np.ndarray], gt_boxes: Sequence[np.ndarray], iou_thr: float = 0.5,
-         inclusive: bool = True) -> FROCCurve:
-    """The FROC curve of detections ``pred_boxes`` (list of (N_i, 5)) vs ``gt_boxes`` ((M_i, 4)).
+def match_detections(pred_boxes: Sequence[np.ndarray], gt_boxes: Sequence[np.ndarray],
+                     iou_thr: float = 0.5, inclusive: bool = True, criterion: str = "iou"
+                     ) -> Matches:
+    """Match detections ``pred_boxes`` (list of (N_i, 5)) to lesions ``gt_boxes`` ((M_i, 4)).
 
-    Vectorised: a ground truth is hit by the first detection (in score order) that overlaps it
-    enough, and a detection is a false positive exactly when no ground truth of its image
-    reaches the threshold, so both counts are cumulative sums over the sorted detections.
+    Vectorised: a lesion is hit by the first detection (in score order) that overlaps it enough,
+    and a detection is a false positive exactly when no lesion of its image reaches the
+    threshold; see the module docstring for the protocol.
     """
     if len(pred_boxes) != len(gt_boxes):
         raise ValueError(f"{len(pred_boxes)} prediction lists for {len(gt_boxes)} images")
     if not 0 < iou_thr <= 1:  # also catches NaN
         raise ValueError(f"iou_thr must be in (0, 1], got {iou_thr}")
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {list(CRITERIA)}, got {criterion!r}")
     n_img = len(gt_boxes)
     dets, n_det = _stack(pred_boxes, 5, "pred_boxes")
     gts, n_gt = _stack(gt_boxes, 4, "gt_boxes")
-    total_gt = int(n_gt.sum())
-    empty = np.zeros(0)
-    if len(dets) == 0:
-        return FROCCurve(empty, empty, empty, n_img, total_gt)
-
+    gt_img = np.repeat(np.arange(n_img), n_gt)
     n = len(dets)
-    order = np.argsort(-dets[:, 4])  # order inside a tie group does not change the curve
+    order = np.argsort(-dets[:, 4])  # order inside a tie does not change the curve
     rank = np.empty(n, np.int64)
     rank[order] = np.arange(n)
     det_img = np.repeat(np.arange(n_img), n_det)
@@ -98,34 +167,39 @@ def froc(pred_boxes: Sequence[np.ndarray], gt_boxes: Sequence[np.ndarray], iou_t
     for k in range(int(n_gt.max(initial=0))):
         sel = np.flatnonzero(det_ngt > k) if k >= n_gt.min() else slice(None)
         g = det_gt0[sel] + k
-        match = box_pair_iou(dets[sel], gts[g], inclusive) >= iou_thr
+        match = box_overlap(dets[sel], gts[g], criterion, inclusive) >= iou_thr
         d_idx = np.arange(n)[sel][match]
         is_fp[d_idx] = False
         np.minimum.at(hit_rank, g[match], rank[d_idx])
-    new_hits = np.bincount(hit_rank[hit_rank < n], minlength=n)
-    is_fp = is_fp[order]
-
-    cum_tp, cum_fp = np.cumsum(new_hits), np.cumsum(is_fp)
     scores = dets[order, 4]
-    group_end = np.flatnonzero(np.append(scores[1:] != scores[:-1], True))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sens = cum_tp[group_end] / total_gt if total_gt else np.full(len(group_end), np.nan)
-        fps = cum_fp[group_end] / n_img
-    return FROCCurve(fps.astype(np.float64), sens.astype(np.float64), scores[group_end],
-                     n_img, total_gt)
+    new_step = np.append(True, scores[1:] != scores[:-1]) if n else np.zeros(0, bool)
+    det_step = np.cumsum(new_step) - 1
+    step_end = np.flatnonzero(np.append(new_step[1:], True)) if n else np.zeros(0, np.int64)
+    return Matches(n_img, det_img[order], is_fp[order], det_step, step_end, scores[step_end],
+                   gt_img, hit_rank)
+
+
+def froc(pred_boxes: Sequence[np.ndarray], gt_boxes: Sequence[np.ndarray], iou_thr: float = 0.5,
+         inclusive: bool = True, criterion: str = "iou") -> FROCCurve:
+    """The FROC curve of detections ``pred_boxes`` (list of (N_i, 5)) vs ``gt_boxes`` ((M_i, 4)).
+
+    Vectorised (:func:`match_detections`): hits and false positives are cumulative sums over
+    the sorted detections.
+    """
+    return match_detections(pred_boxes, gt_boxes, iou_thr, inclusive, criterion).curve()
 
 
 def sens_at_fps(pred_boxes: Sequence[np.ndarray], gt_boxes: Sequence[np.ndarray],
                 fps: Sequence[float] = DEFAULT_FPS, iou_thr: float = 0.5,
-                inclusive: bool = True) -> np.ndarray:
+                inclusive: bool = True, criterion: str = "iou") -> np.ndarray:
     """Sensitivity at each FP-per-image rate in ``fps`` (see :func:`froc`)."""
-    return froc(pred_boxes, gt_boxes, iou_thr, inclusive).at(fps)
+    return froc(pred_boxes, gt_boxes, iou_thr, inclusive, criterion).at(fps)
 
 
 def froc_breakdown(pred_boxes: Sequence[np.ndarray], gt_boxes: Sequence[np.ndarray],
                    thickness: Optional[Sequence[float]] = None, fps: Sequence[float] = DEFAULT_FPS,
-                   iou_thr: float = 0.5, inclusive: bool = True, thin_max: float = THIN_MAX_MM
-                   ) -> Dict[str, dict]:
+                   iou_thr: float = 0.5, inclusive: bool = True, thin_max: float = THIN_MAX_MM,
+                   criterion: str = "iou") -> Dict[str, dict]:
     """All / thin (<= thin_max mm) / thick subsets, each evaluated as its own image set.
 
     Returns ``{subset: {"sens": (len(fps),), "avg": mean at AVG_FPS, "curve": FROCCurve,
@@ -141,7 +215,8 @@ def froc_breakdown(pred_boxes: Sequence[np.ndarray], gt_boxes: Sequence[np.ndarr
     out = {}
     for name, sel in subsets.items():
         idx = np.flatnonzero(sel)
-        curve = froc([pred_boxes[i] for i in idx], [gt_boxes[i] for i in idx], iou_thr, inclusive)
+        curve = froc([pred_boxes[i] for i in idx], [gt_boxes[i] for i in idx], iou_thr, inclusive,
+                     criterion)
         out[name] = dict(sens=curve.at(fps), avg=float(np.mean(curve.at(AVG_FPS))), curve=curve,
                          num_images=curve.num_images, num_gt=curve.num_gt)
     return out

@@ -5,6 +5,8 @@
 - :mod:`.driver`: any callable detector over every key slice with its neighbours, in batches.
 - :mod:`.lesions`: 2D boxes -> 3D candidates with voxel and patient-mm extents.
 - :mod:`.outputs`: ``detections.json``, ``lesions.csv``, overlays and the label volume.
+- :mod:`.tta`: horizontal-flip test-time augmentation of any detector (the merge of mmdet's
+  ``DetTTAModel``).
 
 ``tools/infer_volume.py`` wraps an mmdet detector built from a config
 (``mmdet_plugins.inference``) as the callable.
@@ -28,6 +30,7 @@ from .outputs import (
                       write_mask,
                       write_overlays,
 )
+from .tta import flip_tta, merge_flipped
 from .volume import (
                       WORKING_ORIENTATION,
                       DicomSeries,
@@ -41,7 +44,8 @@ from .volume import (
 __all__ = [
     "CSV_COLUMNS", "Candidate", "Detector", "DicomSeries", "FORMAT", "PreprocessConfig", "Volume",
     "VolumeError", "VolumeResult", "WORKING_ORIENTATION", "describe_candidate",
-    "detect_volume", "label_image", "link_detections", "list_dicom_series", "mask_array", "mask_filename",
-    "neighbour_mix", "prepare_slice", "read_volume", "resize_keep_ratio", "run_detector",
-    "write_detections_json", "write_lesions_csv", "write_mask", "write_overlays",
+    "detect_volume", "flip_tta", "label_image", "link_detections", "list_dicom_series", "mask_array",
+    "mask_filename", "merge_flipped", "neighbour_mix", "prepare_slice", "read_volume",
+    "resize_keep_ratio", "run_detector", "write_detections_json", "write_lesions_csv", "write_mask",
+    "write_overlays",
 ]

@@ -165,10 +165,11 @@ def test_metric_matches_core_froc(tmp_path, mmdet_registered):
         pred = np.hstack([gt + rng.normal(0, 3, (1, 4)), [[rng.random()]]])
         pred = np.vstack([pred, [[50, 50, 60, 60, rng.random()]]])
         t = [1.0, 5.0][i % 2]
-        # the metric gets resized ground truth (x2 here) and original-scale predictions
+        # the test pipelines load annotations after Resize: ground truth and predictions both
+        # come in original pixels, whatever the scale factor (x2 here)
         samples.append(dict(
             pred_instances=dict(bboxes=torch.tensor(pred[:, :4]), scores=torch.tensor(pred[:, 4])),
-            gt_instances=dict(bboxes=torch.tensor(gt * 2)), scale_factor=(2.0, 2.0),
+            gt_instances=dict(bboxes=torch.tensor(gt)), scale_factor=(2.0, 2.0),
             thickness=t, img_id=i, file_name=f"s/{i}.png"))
         preds.append(pred), gts.append(gt), thick.append(t)
     m = DeepLesionFROCMetric(out_dir=str(tmp_path), prediction_file=str(tmp_path / "p.json"))
