@@ -3,13 +3,23 @@
 - :mod:`.volume`: SimpleITK reading, one consistent axial order (LPS), slice interval from slice
   positions, HU.
 - :mod:`.driver`: any callable detector over every key slice with its neighbours, in batches.
+- :mod:`.pipeline`: a config's test dataset and pipeline -> the driver's ``PreprocessConfig``.
 - :mod:`.lesions`: 2D boxes -> 3D candidates with voxel and patient-mm extents.
 - :mod:`.outputs`: ``detections.json``, ``lesions.csv``, overlays and the label volume.
 
 ``tools/infer_volume.py`` wraps an mmdet detector built from a config as the callable.
 """
 
-from .driver import Detector, PreprocessConfig, neighbour_mix, prepare_slice, resize_keep_ratio, run_detector
+from .driver import (
+                     SAMPLERS,
+                     Detector,
+                     PreprocessConfig,
+                     neighbour_mix,
+                     prepare_slice,
+                     resize_keep_ratio,
+                     run_detector,
+                     sampling_notes,
+)
 from .lesions import Candidate, box_pair_iou_matrix, describe_candidate, link_detections
 from .outputs import (
                       CSV_COLUMNS,
@@ -23,6 +33,7 @@ from .outputs import (
                       write_mask,
                       write_overlays,
 )
+from .pipeline import KNOWN_TRANSFORMS, preprocess_from_test_pipeline
 from .volume import (
                       WORKING_ORIENTATION,
                       DicomSeries,
@@ -34,9 +45,11 @@ from .volume import (
 )
 
 __all__ = [
-    "CSV_COLUMNS", "Candidate", "Detector", "DicomSeries", "FORMAT", "PreprocessConfig", "Volume",
+    "CSV_COLUMNS", "Candidate", "Detector", "DicomSeries", "FORMAT", "KNOWN_TRANSFORMS", "PreprocessConfig",
+    "SAMPLERS", "Volume",
     "VolumeError", "VolumeResult", "WORKING_ORIENTATION", "box_pair_iou_matrix", "describe_candidate",
     "detect_volume", "label_image", "link_detections", "list_dicom_series", "mask_array", "mask_filename",
-    "neighbour_mix", "prepare_slice", "read_volume", "resize_keep_ratio", "run_detector",
+    "neighbour_mix", "prepare_slice", "preprocess_from_test_pipeline", "read_volume", "resize_keep_ratio",
+    "run_detector", "sampling_notes",
     "write_detections_json", "write_lesions_csv", "write_mask", "write_overlays",
 ]
