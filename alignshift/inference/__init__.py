@@ -6,6 +6,8 @@
 - :mod:`.pipeline`: a config's test dataset and pipeline -> the driver's ``PreprocessConfig``.
 - :mod:`.lesions`: 2D boxes -> 3D candidates with voxel and patient-mm extents.
 - :mod:`.outputs`: ``detections.json``, ``lesions.csv``, overlays and the label volume.
+- :mod:`.report`: the self-contained HTML report (slices, boxes, window presets, candidates).
+- :mod:`.phantom`: a CT-like phantom with known lesions, for examples, tests and benchmarks.
 
 ``tools/infer_volume.py`` wraps an mmdet detector built from a config as the callable.
 """
@@ -28,12 +30,14 @@ from .outputs import (
                       detect_volume,
                       mask_array,
                       mask_filename,
+                      result_from_detections,
                       write_detections_json,
                       write_lesions_csv,
                       write_mask,
                       write_overlays,
 )
 from .pipeline import KNOWN_TRANSFORMS, preprocess_from_test_pipeline
+from .report import REPORT_MAX_BYTES, WINDOW_PRESETS, ReportInfo, write_report
 from .volume import (
                       WORKING_ORIENTATION,
                       DicomSeries,
@@ -46,10 +50,10 @@ from .volume import (
 
 __all__ = [
     "CSV_COLUMNS", "Candidate", "Detector", "DicomSeries", "FORMAT", "KNOWN_TRANSFORMS", "PreprocessConfig",
-    "SAMPLERS", "Volume",
-    "VolumeError", "VolumeResult", "WORKING_ORIENTATION", "box_pair_iou_matrix", "describe_candidate",
-    "detect_volume", "label_image", "link_detections", "list_dicom_series", "mask_array", "mask_filename",
-    "neighbour_mix", "prepare_slice", "preprocess_from_test_pipeline", "read_volume", "resize_keep_ratio",
-    "run_detector", "sampling_notes",
-    "write_detections_json", "write_lesions_csv", "write_mask", "write_overlays",
+    "REPORT_MAX_BYTES", "ReportInfo", "SAMPLERS", "Volume", "VolumeError", "VolumeResult", "WINDOW_PRESETS",
+    "WORKING_ORIENTATION", "box_pair_iou_matrix", "describe_candidate", "detect_volume", "label_image",
+    "link_detections", "list_dicom_series", "mask_array", "mask_filename", "neighbour_mix", "prepare_slice",
+    "preprocess_from_test_pipeline", "read_volume", "resize_keep_ratio", "result_from_detections",
+    "run_detector", "sampling_notes", "write_detections_json", "write_lesions_csv", "write_mask",
+    "write_overlays", "write_report",
 ]

@@ -41,7 +41,8 @@ from .driver import Detector, PreprocessConfig, run_detector, sampling_notes
 from .lesions import describe_candidate, link_detections
 from .volume import Volume, label_image
 
-__all__ = ["FORMAT", "CSV_COLUMNS", "VolumeResult", "detect_volume", "write_detections_json",
+__all__ = ["FORMAT", "CSV_COLUMNS", "VolumeResult", "detect_volume", "result_from_detections",
+           "write_detections_json",
            "write_lesions_csv", "write_overlays", "write_mask", "mask_array", "mask_filename",
            "DISPLAY_WINDOW"]
 
@@ -75,6 +76,17 @@ def detect_volume(volume: Volume, detector: Detector, cfg: PreprocessConfig,
     """
     keys = list(range(volume.num_slices)) if slices is None else [int(k) for k in slices]
     dets = run_detector(volume.hu, volume.slice_interval, detector, cfg, keys, batch_size, progress)
+    return result_from_detections(volume, keys, dets, cfg, score_thr, link_iou_thr)
+
+
+def result_from_detections(volume: Volume, slices: Sequence[int], detections: Sequence[np.ndarray],
+                           cfg: PreprocessConfig, score_thr: float = 0.5, link_iou_thr: float = 0.3
+                           ) -> VolumeResult:
+    """The :class:`VolumeResult` of per-slice detections made elsewhere: ``detections`` holds one
+    ``(N, 5)`` array (``x1, y1, x2, y2, score``, working-frame pixels) per entry of ``slices``; they
+    are linked into candidates as :func:`detect_volume` links them."""
+    keys = [int(k) for k in slices]
+    dets = [np.asarray(d, np.float32).reshape(-1, 5) for d in detections]
     cands = link_detections(dets, keys, score_thr, link_iou_thr)
     lesions = [dict(lesion_id=i, **describe_candidate(c, volume)) for i, c in enumerate(cands, start=1)]
     notes = [*volume.notes, *sampling_notes(volume.num_slices, volume.slice_interval, cfg)]
