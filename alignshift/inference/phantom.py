@@ -49,26 +49,32 @@ def ct_phantom(num_slices: int = 300, size: int = 512, pixel_mm: float = 0.7, in
     z_mm = np.arange(num_slices) * interval_mm
     thorax_from = 0.55 * num_slices * interval_mm  # the diaphragm
     vessels = [(rng.uniform(-1, 1), rng.uniform(-1, 1), rng.uniform(1.0, 3.5)) for _ in range(90)]
-    lesions = []
+    lesions: List[dict] = []
     for i in range(num_lesions):
         kind = ("liver", "lung", "soft")[i % 3]
-        r = rng.uniform(4.0, 15.0)  # mm
-        if kind == "lung":
-            top = max(z_mm[-1] - 20, thorax_from + 30)
-            z = rng.uniform(thorax_from + 30, top)
-            side = rng.choice([-1, 1])
-            x, y = cx + side * (95 + rng.uniform(-25, 25)) * u, cy + rng.uniform(-40, 40) * u
-            hu = 30.0
-        elif kind == "liver":
-            z = rng.uniform(0.35, 0.52) * num_slices * interval_mm
-            x, y = cx - (70 + rng.uniform(-20, 20)) * u, cy + rng.uniform(-30, 20) * u
-            hu = float(rng.choice([15.0, 110.0]))
-        else:
-            z = rng.uniform(0.1, 0.9) * num_slices * interval_mm
-            ang = rng.uniform(0, 2 * np.pi)
-            x, y = cx + 120 * u * np.cos(ang), cy + 70 * u * np.sin(ang)
-            hu = 80.0
-        radii = (r, r * rng.uniform(0.7, 1.0), r * rng.uniform(0.7, 1.2))
+        for _ in range(50):  # a place clear of the lesions before (10 mm between surfaces)
+            r = rng.uniform(4.0, 15.0)  # mm
+            if kind == "lung":
+                top = max(z_mm[-1] - 20, thorax_from + 30)
+                z = rng.uniform(thorax_from + 30, top)
+                side = rng.choice([-1, 1])
+                x, y = cx + side * (95 + rng.uniform(-25, 25)) * u, cy + rng.uniform(-40, 40) * u
+                hu = 30.0
+            elif kind == "liver":
+                z = rng.uniform(0.35, 0.52) * num_slices * interval_mm
+                x, y = cx - (70 + rng.uniform(-20, 20)) * u, cy + rng.uniform(-30, 20) * u
+                hu = float(rng.choice([15.0, 110.0]))
+            else:  # the anterior abdominal or chest wall
+                z = rng.uniform(0.1, 0.9) * num_slices * interval_mm
+                ang = rng.uniform(np.pi + 0.4, 2 * np.pi - 0.4)
+                x, y = cx + 120 * u * np.cos(ang), cy + 70 * u * np.sin(ang)
+                hu = 80.0
+            radii = (r, r * rng.uniform(0.7, 1.0), r * rng.uniform(0.7, 1.2))
+            clear = all(np.hypot(np.hypot((x - o["center"][0]) * pixel_mm, (y - o["center"][1]) * pixel_mm),
+                                 z - o["center"][2] * interval_mm) > max(radii) + max(o["radii_mm"]) + 10
+                        for o in lesions)
+            if clear:
+                break
         lesions.append(dict(center=(float(x), float(y), float(z / interval_mm)), radii_mm=radii, hu=hu,
                             kind=kind))
 

@@ -185,3 +185,20 @@ def test_report_in_chromium_goes_to_a_candidate(scan, browser):
                                   ".filter(e => !e.name.startsWith('data:')).length") == 0
     logs = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert logs == []
+
+
+def test_docs_screenshot_script(tmp_path, browser):
+    """docs/make_report_screenshot.py, the command of docs/inference.md, on a small phantom."""
+    import subprocess
+    import sys
+
+    import cv2
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = tmp_path / "report.png"
+    cmd = [sys.executable, "docs/make_report_screenshot.py", "--out", str(out), "--slices", "40",
+           "--size", "128", "--window", "lung"]
+    res = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    h, w = cv2.imread(str(out)).shape[:2]
+    assert w == 1360 and h > 600  # the viewport of the 1360 x 840 window
