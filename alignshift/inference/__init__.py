@@ -7,11 +7,13 @@
 - :mod:`.lesions`: 2D boxes -> 3D candidates with voxel and patient-mm extents.
 - :mod:`.outputs`: ``detections.json``, ``lesions.csv``, overlays and the label volume.
 - :mod:`.report`: the self-contained HTML report (slices, boxes, window presets, candidates).
+- :mod:`.dicom_seg`: the candidates as a DICOM SEG on the source series (highdicom).
 - :mod:`.phantom`: a CT-like phantom with known lesions, for examples, tests and benchmarks.
 
 ``tools/infer_volume.py`` wraps an mmdet detector built from a config as the callable.
 """
 
+from .dicom_seg import DicomSegInfo, write_dicom_seg
 from .driver import (
                      SAMPLERS,
                      Detector,
@@ -49,11 +51,12 @@ from .volume import (
 )
 
 __all__ = [
-    "CSV_COLUMNS", "Candidate", "Detector", "DicomSeries", "FORMAT", "KNOWN_TRANSFORMS", "PreprocessConfig",
-    "REPORT_MAX_BYTES", "ReportInfo", "SAMPLERS", "Volume", "VolumeError", "VolumeResult", "WINDOW_PRESETS",
+    "CSV_COLUMNS", "Candidate", "Detector", "DicomSegInfo", "DicomSeries", "FORMAT", "KNOWN_TRANSFORMS",
+    "PreprocessConfig", "REPORT_MAX_BYTES", "ReportInfo", "SAMPLERS", "Volume", "VolumeError", "VolumeResult",
+    "WINDOW_PRESETS",
     "WORKING_ORIENTATION", "box_pair_iou_matrix", "describe_candidate", "detect_volume", "label_image",
     "link_detections", "list_dicom_series", "mask_array", "mask_filename", "neighbour_mix", "prepare_slice",
     "preprocess_from_test_pipeline", "read_volume", "resize_keep_ratio", "result_from_detections",
     "run_detector", "sampling_notes", "write_detections_json", "write_lesions_csv", "write_mask",
-    "write_overlays", "write_report",
+    "write_dicom_seg", "write_overlays", "write_report",
 ]
