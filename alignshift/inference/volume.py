@@ -351,8 +351,10 @@ def read_volume(path: str, series: Optional[str] = None, resample: bool = False)
         size = img.GetSize()
     if img.GetDimension() != 3 or min(size) < 2:
         shape = " x ".join(str(s) for s in size)
-        raise VolumeError(f"{path}: a {img.GetDimension()}D image of {shape} voxels; expected a 3D CT volume "
-                          "with at least 2 slices")
+        what = f"a {img.GetDimension()}D image of {shape} voxels"
+        if img.GetDimension() == 3 and sum(v == 1 for v in size) == 1:
+            what = "a single slice of " + " x ".join(str(v) for v in size if v > 1) + " pixels"
+        raise VolumeError(f"{path}: {what}; expected a 3D CT volume with at least 2 slices")
     input_orientation = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(img.GetDirection())
     input_reference = _geometry_only(img)
     work = sitk.DICOMOrient(img, WORKING_ORIENTATION)

@@ -400,7 +400,8 @@ def test_clear_one_line_errors(tmp_path):
     one = tmp_path / "one.nii"
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((1, 16, 16), np.int16)), str(one))
     cases = [(bad, "cannot read it as an image"), (tmp_path / "empty", "holds no DICOM series"),
-             (flat, "a 2D image of 16 x 16 voxels"), (one, "expected a 3D CT volume"),
+             (flat, "a 2D image of 16 x 16 voxels"),
+             (one, "a single slice of 16 x 16 pixels; expected a 3D CT volume"),
              (tmp_path / "missing.nii", "does not exist")]
     for path, msg in cases:
         with pytest.raises(VolumeError) as err:
