@@ -29,8 +29,15 @@ fi
 log "installing mmengine and the runtime dependencies"
 "$PY" -m pip install -q "mmengine==0.10.7" numpy opencv-python pycocotools SimpleITK matplotlib \
   tqdm scipy shapely terminaltables pytest ruff "setuptools<82" \
-  pooch gdown requests pyyaml
+  pooch gdown requests pyyaml highdicom selenium
 bash tools/install_mmcv.sh "$PY" 2.1.0
+# the HTML report's browser test drives Debian's Chromium (a browser a pip package would download
+# cannot be fetched everywhere); installed where apt is available and we may, skipped otherwise
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  log "installing Debian's chromium and chromium-driver (the report's browser test)"
+  (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) \
+    || log "chromium could not be installed: the browser test will be skipped with its reason"
+fi
 log "installing mmdet 3.3.0"
 "$PY" -m pip install -q "mmdet==3.3.0"
 log "installing alignshift (editable)"

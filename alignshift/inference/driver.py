@@ -5,7 +5,10 @@ DeepLesion pipeline does for training (``LoadDeepLesionSlices`` then mmdet's kee
 
 1. the key slice and its neighbours, sampled as :func:`alignshift.data.deeplesion.load_multislice`
    samples them (the same neighbour plan: native neighbours or ``norm_interval`` mm apart, linear
-   interpolation between the two nearest slices, the edge slice repeated past the volume's ends);
+   interpolation between the two nearest slices, the edge slice repeated past the volume's ends),
+   or with ``sampler="v1"`` as the published loader did (``LoadDeepLesionSlicesV1``: the plan of
+   :func:`alignshift.data.published.published_slice_plan`, whose interpolation weights are the first
+   neighbour's for every neighbour), which the converted published snapshots were trained on;
 2. :func:`alignshift.data.window` on the mixed HU (clip, then scale to [0, 255]);
 3. a keep-ratio bilinear resize to fit ``img_scale`` (mmcv's ``imrescale`` rule).
 
@@ -24,8 +27,13 @@ import numpy as np
 
 from ..data.deeplesion import DEFAULT_WINDOW, _neighbour_plan, _offset_weights, window
 
-__all__ = ["Detector", "PreprocessConfig", "neighbour_mix", "resize_keep_ratio", "prepare_slice",
-           "run_detector"]
+__all__ = ["Detector", "PreprocessConfig", "SAMPLERS", "neighbour_mix", "resize_keep_ratio", "prepare_slice",
+           "run_detector", "sampling_notes"]
+
+SAMPLERS = ("deeplesion", "v1")
+"""``"deeplesion"``: :func:`alignshift.data.load_multislice`'s neighbour plan (this project's
+training); ``"v1"``: the published loader's (``LoadDeepLesionSlicesV1``), for the converted
+published snapshots."""
 
 Detector = Callable[[np.ndarray, np.ndarray], Sequence[np.ndarray]]
 """``detector(images: (B, D, H, W) float32 in [0, 255], thickness: (B,) mm) -> B arrays (N, 5)``
@@ -41,9 +49,15 @@ class PreprocessConfig:
         num_slices: odd number of slices per sample (key in the middle).
         norm_interval: mm between neighbour channels when resampling.
         interpolate: False keeps the native neighbours of series at least ``norm_interval`` thick
-            (the AlignShift configs); True always resamples ``norm_interval`` apart.
+            (the AlignShift configs); True always resamples ``norm_interval`` apart. With
+            ``sampler="v1"`` False is the published ``'alignshift'`` variant, True ``'tsm'`` (and
+            ``'2.5d'``, whose plan is the same).
         window: HU clipped to ``(low, high)`` and scaled to [0, 255].
         img_scale: ``(long, short)`` bound of mmdet's keep-ratio Resize, or None for no resize.
+        sampler: one of :data:`SAMPLERS`: how neighbours are mixed.
+
+    The mean / std normalisation is not here: it belongs to the detector (an mmdet model's data
+    preprocessor applies the config's, e.g. the published snapshots' mean 50 / std 1).
     """
 
     num_slices: int = 3
@@ -51,8 +65,11 @@ class PreprocessConfig:
     interpolate: bool = False
     window: Tuple[float, float] = DEFAULT_WINDOW
     img_scale: Optional[Tuple[int, int]] = (512, 512)
+    sampler: str = "deeplesion"
 
     def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
         if self.num_slices < 1 or self.num_slices % 2 == 0:
             raise ValueError(f"num_slices must be odd and >= 1, got {self.num_slices}")
         if not self.norm_interval > 0:
@@ -61,18 +78,42 @@ class PreprocessConfig:
 
 def neighbour_mix(key: int, num_volume_slices: int, slice_interval: float, cfg: PreprocessConfig
                   ) -> List[List[Tuple[int, float]]]:
-    """For each output channel, the ``(slice index, weight)`` pairs that make it.
+    """For each output channel, the ``(slice index, weight)`` pairs that make it, summed in order.
 
-    The offsets are :func:`alignshift.data.deeplesion.load_multislice`'s; an index past the volume's
-    ends falls back to the edge slice, as a missing neighbour PNG falls back to the nearest one
-    towards the key slice.
+    The offsets are :func:`alignshift.data.deeplesion.load_multislice`'s (``sampler="deeplesion"``)
+    or :func:`alignshift.data.published.published_slice_plan`'s (``sampler="v1"``); an index past the
+    volume's ends falls back to the edge slice, as a missing neighbour PNG falls back to the nearest
+    one towards the key slice.
     """
-    offsets = _neighbour_plan(cfg.num_slices, slice_interval, cfg.norm_interval, cfg.interpolate)
     last = num_volume_slices - 1
-    chans = []
-    for off in offsets:
-        chans.append([(min(max(key + d, 0), last), w) for d, w in _offset_weights(off)])
-    return chans
+    plan = _offset_plan(slice_interval, cfg)
+    return [[(min(max(key + d, 0), last), w) for d, w in parts] for parts in plan]
+
+
+def _offset_plan(slice_interval: float, cfg: PreprocessConfig) -> List[List[Tuple[int, float]]]:
+    """Per output channel, the ``(offset from the key slice, weight)`` pairs."""
+    if cfg.sampler == "v1":
+        # imported here: alignshift.zoo's package imports torch, which the driver does not need
+        from ..data.published import published_slice_plan
+
+        variant = "tsm" if cfg.interpolate else "alignshift"
+        return published_slice_plan(cfg.num_slices, slice_interval, cfg.norm_interval, variant)
+    offsets = _neighbour_plan(cfg.num_slices, slice_interval, cfg.norm_interval, cfg.interpolate)
+    return [_offset_weights(off) for off in offsets]
+
+
+def sampling_notes(num_volume_slices: int, slice_interval: float, cfg: PreprocessConfig) -> List[str]:
+    """What a user should know about the slice sampling of this scan: one note when the scan is too
+    thin for the model's input (fewer slices than its neighbour plan reaches), else none."""
+    plan = _offset_plan(slice_interval, cfg)
+    reach = max(abs(d) for parts in plan for d, _ in parts)
+    need = 2 * reach + 1
+    if num_volume_slices >= need:
+        return []
+    return [f"the scan has {num_volume_slices} slices but the model's {cfg.num_slices}-slice input "
+            f"reaches {reach} slices either side of the key slice at this {slice_interval:g} mm "
+            f"interval ({need} slices): past the scan's ends the edge slice is repeated, as the "
+            "DeepLesion loader repeats the last existing neighbour, so no key slice has its full context"]
 
 
 def resize_keep_ratio(img: np.ndarray, scale: Tuple[int, int]) -> Tuple[np.ndarray, float]:
@@ -98,13 +139,26 @@ def prepare_slice(hu: np.ndarray, key: int, slice_interval: float, cfg: Preproce
 
     Returns the image and the ``(x, y)`` scale factors from the volume's pixels to it.
     """
-    mixed = np.zeros((*hu.shape[1:], cfg.num_slices), np.float32)  # (R, C, D), as the pipeline stacks
-    for c, parts in enumerate(neighbour_mix(key, hu.shape[0], slice_interval, cfg)):
-        for i, w in parts:
-            if w == 1.0:
-                mixed[..., c] = hu[i]
-            else:
-                mixed[..., c] += w * hu[i]
+    mix = neighbour_mix(key, hu.shape[0], slice_interval, cfg)
+    if cfg.sampler == "v1":
+        # the operations of alignshift.data.published.load_published_multislice, in its order, so that
+        # the float32 sums are the same bit for bit
+        chans = []
+        for parts in mix:
+            im = None
+            for i, w in parts:
+                term = hu[i] if w == 1.0 else hu[i] * np.float32(w)
+                im = term if im is None else im + term
+            chans.append(im)
+        mixed = np.ascontiguousarray(np.stack(chans, -1), dtype=np.float32)
+    else:
+        mixed = np.zeros((*hu.shape[1:], cfg.num_slices), np.float32)  # (R, C, D), as the pipeline stacks
+        for c, parts in enumerate(mix):
+            for i, w in parts:
+                if w == 1.0:
+                    mixed[..., c] = hu[i]
+                else:
+                    mixed[..., c] += w * hu[i]
     img = window(mixed, cfg.window)
     sx = sy = 1.0
     if cfg.img_scale is not None:

@@ -7,7 +7,7 @@
      "geometry": {"working_frame": {"orientation": "LPS", "size": [C, R, S], "origin": [..],
                                     "spacing": [..], "direction": [9 values, row-major]},
                   "input": {"orientation": "RAS", "size": [i, j, k], ...}, "slice_interval_mm": t},
-     "preprocess": {"num_slices", "norm_interval", "interpolate", "window", "img_scale"},
+     "preprocess": {"num_slices", "norm_interval", "interpolate", "window", "img_scale", "sampler"},
      "score_thr": 0.5, "link_iou_thr": 0.3, "notes": [...],
      "slices": [{"slice": k, "detections": [[x1, y1, x2, y2, score], ...]}, ...],
      "lesions": [{"lesion_id": 1, "score", "slice_start", "slice_end", "best_slice",
@@ -37,11 +37,12 @@ import SimpleITK as sitk
 
 from ..data.deeplesion import window
 from ..fileio import atomic_path, atomic_write
-from .driver import Detector, PreprocessConfig, run_detector
+from .driver import Detector, PreprocessConfig, run_detector, sampling_notes
 from .lesions import describe_candidate, link_detections
 from .volume import Volume, label_image
 
-__all__ = ["FORMAT", "CSV_COLUMNS", "VolumeResult", "detect_volume", "write_detections_json",
+__all__ = ["FORMAT", "CSV_COLUMNS", "VolumeResult", "detect_volume", "result_from_detections",
+           "write_detections_json",
            "write_lesions_csv", "write_overlays", "write_mask", "mask_array", "mask_filename",
            "DISPLAY_WINDOW"]
 
@@ -70,13 +71,26 @@ def detect_volume(volume: Volume, detector: Detector, cfg: PreprocessConfig,
                   batch_size: int = 4, progress: bool = True) -> VolumeResult:
     """Run ``detector`` on every key slice (or ``slices``), then link the boxes into candidates.
 
-    Returns a :class:`VolumeResult`; candidates are numbered 1, 2, ... by decreasing score.
+    Returns a :class:`VolumeResult`; candidates are numbered 1, 2, ... by decreasing score. Its
+    ``notes`` are the volume's and :func:`alignshift.inference.sampling_notes`'s.
     """
     keys = list(range(volume.num_slices)) if slices is None else [int(k) for k in slices]
     dets = run_detector(volume.hu, volume.slice_interval, detector, cfg, keys, batch_size, progress)
+    return result_from_detections(volume, keys, dets, cfg, score_thr, link_iou_thr)
+
+
+def result_from_detections(volume: Volume, slices: Sequence[int], detections: Sequence[np.ndarray],
+                           cfg: PreprocessConfig, score_thr: float = 0.5, link_iou_thr: float = 0.3
+                           ) -> VolumeResult:
+    """The :class:`VolumeResult` of per-slice detections made elsewhere: ``detections`` holds one
+    ``(N, 5)`` array (``x1, y1, x2, y2, score``, working-frame pixels) per entry of ``slices``; they
+    are linked into candidates as :func:`detect_volume` links them."""
+    keys = [int(k) for k in slices]
+    dets = [np.asarray(d, np.float32).reshape(-1, 5) for d in detections]
     cands = link_detections(dets, keys, score_thr, link_iou_thr)
     lesions = [dict(lesion_id=i, **describe_candidate(c, volume)) for i, c in enumerate(cands, start=1)]
-    return VolumeResult(keys, dets, lesions, score_thr, link_iou_thr, cfg, list(volume.notes))
+    notes = [*volume.notes, *sampling_notes(volume.num_slices, volume.slice_interval, cfg)]
+    return VolumeResult(keys, dets, lesions, score_thr, link_iou_thr, cfg, notes)
 
 
 def write_detections_json(path: str, volume: Volume, result: VolumeResult) -> None:

@@ -73,6 +73,10 @@ class Volume:
         source: what was read (file or folder).
         series_uid: the DICOM SeriesInstanceUID (None for files).
         notes: what the reader did that a user should know (resampling, raw-looking values...).
+        dicom_files: for a DICOM series, its files in the input's slice order (input index ``k``:
+            sorted along the slice normal); None for other inputs.
+        resampled: True when a DICOM series was interpolated onto a uniform grid, whose slices are
+            then not the files' slices.
     """
 
     hu: np.ndarray
@@ -86,6 +90,8 @@ class Volume:
     series_uid: Optional[str] = None
     rescale: Optional[Dict[str, float]] = None
     notes: List[str] = field(default_factory=list)
+    dicom_files: Optional[List[str]] = None
+    resampled: bool = False
 
     @property
     def num_slices(self) -> int:
@@ -96,6 +102,27 @@ class Volume:
         pts = np.asarray(points, np.float64).reshape(-1, 3)
         return np.array([self.image.TransformContinuousIndexToPhysicalPoint([float(v) for v in p])
                          for p in pts], np.float64).reshape(-1, 3)
+
+    def working_to_input_index(self, points: np.ndarray) -> np.ndarray:
+        """Working-frame voxel indices ``(N, 3)`` as ``(x, y, slice)`` -> the input's integer indices
+        ``(N, 3)`` as ``(i, j, k)`` (the reorientation is a permutation and flip of the axes)."""
+        return np.rint(self.lps_to_input_index(self.index_to_lps(points))).astype(np.int64)
+
+    def slice_files(self) -> Optional[List[str]]:
+        """The DICOM file of each working-frame slice, or None when the slices are not the files'
+        slices (not a DICOM series, resampled, one multi-frame file, or acquired other than axially
+        so that the working frame's axial slices cut across the files)."""
+        if self.dicom_files is None or self.resampled or len(self.dicom_files) != self.input_size[2]:
+            return None
+        rows, cols = self.hu.shape[1:]
+        corners = np.array([[x, y, s] for s in (0, self.num_slices - 1) for x in (0, cols - 1)
+                            for y in (0, rows - 1)], np.float64)
+        k = self.working_to_input_index(corners)[:, 2]
+        if len(set(k[:4])) != 1 or len(set(k[4:])) != 1:
+            return None
+        first, last = int(k[0]), int(k[4])
+        step = 1 if last >= first else -1
+        return [self.dicom_files[first + step * s] for s in range(self.num_slices)]
 
     def lps_to_input_index(self, points: np.ndarray) -> np.ndarray:
         """LPS mm ``(N, 3)`` -> continuous indices ``(N, 3)`` in the input file's own index order."""
@@ -181,7 +208,7 @@ def _read_dicom_series(folder: str, series: Optional[str], resample: bool) -> Tu
     files = chosen.files
     if len(files) == 1:  # a multi-frame file holds the whole volume; a single slice is 2D
         img = _read_file(files[0])
-        return img, dict(series_uid=chosen.uid, notes=[], rescale=None)
+        return img, dict(series_uid=chosen.uid, notes=[], rescale=None, files=list(files))
 
     # Place every slice by its own header: position along the normal of the first slice's plane.
     headers = []
@@ -269,7 +296,8 @@ def _read_dicom_series(folder: str, series: Optional[str], resample: bool) -> Tu
             rescale = dict(slope=float(s), intercept=float(i))
         except ValueError:
             rescale = None
-    return img, dict(series_uid=chosen.uid, notes=notes, rescale=rescale, uniform=uniform)
+    return img, dict(series_uid=chosen.uid, notes=notes, rescale=rescale, uniform=uniform,
+                     files=[h[0] for h in headers], resampled=not uniform)
 
 
 def _geometry_only(img: sitk.Image) -> sitk.Image:
@@ -323,8 +351,10 @@ def read_volume(path: str, series: Optional[str] = None, resample: bool = False)
         size = img.GetSize()
     if img.GetDimension() != 3 or min(size) < 2:
         shape = " x ".join(str(s) for s in size)
-        raise VolumeError(f"{path}: a {img.GetDimension()}D image of {shape} voxels; expected a 3D CT volume "
-                          "with at least 2 slices")
+        what = f"a {img.GetDimension()}D image of {shape} voxels"
+        if img.GetDimension() == 3 and sum(v == 1 for v in size) == 1:
+            what = "a single slice of " + " x ".join(str(v) for v in size if v > 1) + " pixels"
+        raise VolumeError(f"{path}: {what}; expected a 3D CT volume with at least 2 slices")
     input_orientation = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(img.GetDirection())
     input_reference = _geometry_only(img)
     work = sitk.DICOMOrient(img, WORKING_ORIENTATION)
@@ -340,7 +370,9 @@ def read_volume(path: str, series: Optional[str] = None, resample: bool = False)
                   input_orientation=input_orientation, input_size=tuple(int(v) for v in size),
                   slice_interval=spacing[2], spacing=spacing,
                   source=os.path.abspath(path), series_uid=info.get("series_uid"),
-                  rescale=info.get("rescale"), notes=notes)
+                  rescale=info.get("rescale"), notes=notes,
+                  dicom_files=[os.path.abspath(f) for f in info["files"]] if info.get("files") else None,
+                  resampled=bool(info.get("resampled", False)))
 
 
 def label_image(volume: Volume, labels: np.ndarray) -> sitk.Image:

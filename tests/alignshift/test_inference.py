@@ -11,6 +11,7 @@ import pytest
 import SimpleITK as sitk
 
 from alignshift.data import load_multislice, window
+from alignshift.errors import UserError
 from alignshift.inference import (
     CSV_COLUMNS,
     PreprocessConfig,
@@ -21,7 +22,9 @@ from alignshift.inference import (
     mask_filename,
     neighbour_mix,
     prepare_slice,
+    preprocess_from_test_pipeline,
     read_volume,
+    sampling_notes,
     write_detections_json,
     write_lesions_csv,
     write_mask,
@@ -233,6 +236,75 @@ def test_neighbours_match_the_dataset_loader(tmp_path, interval, interpolate):
         assert first == ([(1, 1.0)] if interval == 5.0 else [(0, 1.0)])
 
 
+@pytest.mark.parametrize("interval", [5.0, 2.0, 1.25, 0.625])
+@pytest.mark.parametrize("interpolate", [False, True])
+def test_v1_sampler_is_the_published_loader_bit_for_bit(tmp_path, interval, interpolate):
+    """sampler="v1": the published loader's plan and float32 sums (its 7-slice weight defect included),
+    on the same slices as PNGs, edges included (a missing neighbour repeats the last one there)."""
+    from alignshift.data.published import load_published_multislice
+
+    rng = np.random.default_rng(1)
+    hu = rng.uniform(-1000, 1500, (12, 5, 6)).astype(np.float32).round()
+    series = tmp_path / "png" / "s"
+    series.mkdir(parents=True)
+    for k in range(hu.shape[0]):
+        cv2.imwrite(str(series / f"{k:03d}.png"), (hu[k] + 32768).astype(np.uint16))
+    variant = "tsm" if interpolate else "alignshift"
+    for n in (3, 7):
+        cfg = PreprocessConfig(num_slices=n, interpolate=interpolate, img_scale=None, sampler="v1")
+        for key in (0, 2, 6, 11):
+            ref = window(load_published_multislice(str(tmp_path / "png"), f"s/{key:03d}.png", interval, n,
+                                                   2.0, variant))
+            got, _ = prepare_slice(hu, key, interval, cfg)
+            assert np.array_equal(got.transpose(1, 2, 0), ref)
+    # 7 slices at 1.25 mm: the outer channel sits 4.8 slices below the key; the published loader mixes
+    # the slices 5 and 4 below with 0.6 / 0.4 (the first neighbour's weights), linear interpolation 0.8 / 0.2
+    v1 = neighbour_mix(6, 12, 1.25, PreprocessConfig(num_slices=7, interpolate=True, sampler="v1"))
+    own = neighbour_mix(6, 12, 1.25, PreprocessConfig(num_slices=7, interpolate=True))
+    assert v1[0] == [(1, pytest.approx(0.6)), (2, pytest.approx(0.4))]
+    assert own[0] == [(1, pytest.approx(0.8)), (2, pytest.approx(0.2))]
+
+
+def test_a_scan_thinner_than_the_model_input_is_noted_once(tmp_path):
+    arr = phantom((3, 24, 24), [((8, 13), (8, 13), (1, 1))])
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing((0.8, 0.8, 1.25))
+    sitk.WriteImage(img, str(tmp_path / "thin.nii.gz"))
+    vol = read_volume(str(tmp_path / "thin.nii.gz"))
+    cfg = PreprocessConfig(num_slices=7, interpolate=True, img_scale=None, sampler="v1")
+    (note,) = sampling_notes(vol.num_slices, vol.slice_interval, cfg)
+    assert "3 slices" in note and "reaches 5 slices either side" in note and "edge slice is repeated" in note
+    res, det = run(vol, cfg)
+    assert res.notes.count(note) == 1 and len(det.calls) == 1 and det.calls[0][0] == (3, 7, 24, 24)
+    assert [les["slice_start"] for les in res.lesions] == [1]  # detections go on as usual
+    # enough slices (a 3-slice model at 5 mm needs 3), or the DeepLesion sampler's reach: no note
+    assert sampling_notes(3, 5.0, PreprocessConfig(num_slices=3)) == []
+    assert len(sampling_notes(2, 5.0, PreprocessConfig(num_slices=3))) == 1
+
+
+def test_preprocess_from_test_pipeline():
+    """The settings a config's test dataset and pipeline carry; what is not reproduced is one line."""
+    load = dict(type="LoadDeepLesionSlicesV1", variant="tsm")
+    resize = dict(type="Resize", scale=(512, 512), keep_ratio=True)
+    ds = dict(num_slices=7, interpolate=False, pipeline=[load, resize, dict(type="PackDetInputs")])
+    pre = preprocess_from_test_pipeline(ds, dict(backbone=dict(num_slices=7)), "a.py")
+    assert pre == PreprocessConfig(num_slices=7, interpolate=True, img_scale=(512, 512), sampler="v1")
+    ds3 = dict(num_slices=3, interpolate=True,
+               pipeline=[dict(type="LoadDeepLesionSlices", interpolate=False, window=(-160, 240)), resize])
+    assert preprocess_from_test_pipeline(ds3) == PreprocessConfig(
+        num_slices=3, interpolate=False, window=(-160.0, 240.0), img_scale=(512, 512))
+    bad = [(dict(ds, pipeline=[dict(type="RandomFlip")]), None, "transform 'RandomFlip' is not reproduced"),
+           (dict(ds, pipeline=[dict(resize, keep_ratio=False)]), None, "keep_ratio=False"),
+           (dict(ds, pipeline=[dict(load, variant="resnet")]), None, "variant 'resnet' is not one of"),
+           (ds, dict(backbone=dict(num_slices=3)), "the backbone takes 3 slices but the test dataset "
+                                                  "prepares 7"),
+           (dict(ds, num_slices=4), None, "num_slices must be odd")]
+    for dataset, model, msg in bad:
+        with pytest.raises(UserError, match=msg) as err:
+            preprocess_from_test_pipeline(dataset, model, "cfg/x.py")
+        assert str(err.value).startswith("cfg/x.py: ") and "\n" not in str(err.value)
+
+
 def test_resize_and_map_back(tmp_path):
     """Boxes found on the resized image come back in the volume's pixels."""
     les = ((10, 21), (6, 13), (2, 4))
@@ -331,7 +403,8 @@ def test_clear_one_line_errors(tmp_path):
     one = tmp_path / "one.nii"
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((1, 16, 16), np.int16)), str(one))
     cases = [(bad, "cannot read it as an image"), (tmp_path / "empty", "holds no DICOM series"),
-             (flat, "a 2D image of 16 x 16 voxels"), (one, "expected a 3D CT volume"),
+             (flat, "a 2D image of 16 x 16 voxels"),
+             (one, "a single slice of 16 x 16 pixels; expected a 3D CT volume"),
              (tmp_path / "missing.nii", "does not exist")]
     for path, msg in cases:
         with pytest.raises(VolumeError) as err:

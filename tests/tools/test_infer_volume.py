@@ -78,7 +78,8 @@ def test_tool_end_to_end(checkpoint, volume, tmp_path, capsys, monkeypatch):
     doc = json.loads((out / "detections.json").read_text())
     assert doc["format"] == "alignshift-volume-detections/1"
     assert doc["preprocess"] == {"num_slices": 3, "norm_interval": 2.0, "interpolate": False,
-                                 "window": [-1024.0, 2050.0], "img_scale": [128, 128]}
+                                 "window": [-1024.0, 2050.0], "img_scale": [128, 128],
+                                 "sampler": "deeplesion"}
     assert [s["slice"] for s in doc["slices"]] == [1, 2, 3, 4]
     boxes = np.array([d for s in doc["slices"] for d in s["detections"]]).reshape(-1, 5)
     assert len(boxes) and boxes[:, [0, 2]].max() <= 40 and boxes[:, [1, 3]].max() <= 48  # volume pixels
