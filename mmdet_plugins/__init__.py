@@ -1,5 +1,6 @@
 """MMDetection 3 glue for alignshift: import (or ``custom_imports``) registers everything."""
 
+from .amp import AutocastOptimWrapper, enable_amp
 from .backbones import DenseNet3DBackbone, DenseNet25DBackbone
 from .datasets import DeepLesionDataset
 from .detector import ThicknessAwareFasterRCNN
@@ -9,7 +10,8 @@ from .metrics import DeepLesionFROCMetric
 from .runner import AlignShiftRunner
 from .transforms import LoadDeepLesionSlices, RandomShiftScaleRotate
 
-__all__ = ["AlignShiftRunner", "DeepLesionDataset", "DeepLesionFROCMetric", "DeepLesionVisualizationHook",
+__all__ = ["AlignShiftRunner", "AutocastOptimWrapper", "enable_amp",
+           "DeepLesionDataset", "DeepLesionFROCMetric", "DeepLesionVisualizationHook",
            "DenseNet25DBackbone",
            "DenseNet3DBackbone", "LoadDeepLesionSlices", "RandomShiftScaleRotate",
            "ThicknessAwareFasterRCNN",
