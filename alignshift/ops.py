@@ -385,6 +385,8 @@ def _shift_conv_backward(g: Tensor, x: Tensor, weight: Tensor, a: Optional[Tenso
     """
     fold, replicate, stride, padding, dilation, groups, has_bias, kernels = conf
     need_x, need_w, need_b = need[0], need[1], need[2] and has_bias
+    if kernels is None and a is not None and a.dtype != x.dtype:
+        a = a.to(x.dtype)  # the torch ops' lerp wants x's dtype: cast once for both uses below
     g = g.contiguous()
     conv_args = (stride, padding, dilation, False, [0, 0, 0], groups)
     bias_sizes = [weight.shape[0]] if has_bias else None
