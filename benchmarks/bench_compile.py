@@ -2,6 +2,7 @@
 
     python benchmarks/bench_compile.py [--model resnet18|densenet] [--slices 3] [--size 64]
                                        [--batch 2] [--repeats 7] [--mode default] [--device cpu]
+                                       [--tsm] [--no-layout-optimization]
 
 Each variant is converted from the same 2D network with the same weights (``resnet18``: a
 torchvision ResNet-18 through :func:`alignshift.converter.convert`; ``densenet``: the detector's
@@ -11,6 +12,10 @@ plain and AlignShift; TSM with ``--tsm``) run interleaved, medians over ``--repe
 Printed: the compile time (first call, forward and backward), the median step of each, compiled
 / eager per variant, and AlignShift / plain in eager and in compiled mode. On a CPU Inductor needs
 about a minute for ResNet-18 and several for the DenseNet backbone (each variant).
+
+``--no-layout-optimization`` sets ``torch._inductor.config.layout_optimization = False``: by
+default Inductor runs convolutions it sees (the plain ones; a shifting conv is an opaque custom
+op to it) in channels-last layout, which for these 3D convs was slower on a CPU.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import sys
 import time
 
 import torch
+import torch._inductor.config as inductor_config
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _measure import interleaved_times, positive_int  # noqa: E402
@@ -49,7 +55,11 @@ def main() -> None:
                     choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"])
     ap.add_argument("--tsm", action="store_true", help="also time TSM")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--no-layout-optimization", action="store_true",
+                    help="keep Inductor from switching convolutions to channels-last")
     args = ap.parse_args()
+    if args.no_layout_optimization:
+        inductor_config.layout_optimization = False
     device = torch.device(args.device)
     convs = ["plain", "alignshift"] + (["tsm"] if args.tsm else [])
     nets = {c: build(args.model, c, args.slices).to(device) for c in convs}
@@ -69,7 +79,8 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}; "
           f"{args.model}, B={args.batch}, {args.slices}x{args.size}x{args.size}, "
-          f"torch.compile(fullgraph=True, mode={args.mode!r})")
+          f"torch.compile(fullgraph=True, mode={args.mode!r})"
+          + (", Inductor layout optimization off" if args.no_layout_optimization else ""))
     fns = {}
     for c, net in nets.items():
         fns[f"{c} eager"] = step(net)
