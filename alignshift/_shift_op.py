@@ -22,20 +22,20 @@ __all__: List[str] = []
 
 
 @torch.library.custom_op("alignshift::depth_shift", mutates_args=())
-def depth_shift(x: Tensor, a: Tensor, fold: int, replicate: bool, backend: str) -> Tensor:
-    """x: (B, C, D, H, W), a: (B, 1, 1, 1, 1) -> the shifted copy."""
+def depth_shift(x: Tensor, a: Optional[Tensor], fold: int, replicate: bool, backend: str) -> Tensor:
+    """x: (B, C, D, H, W), a: B weights on the own slice or None (all 0) -> the shifted copy."""
     return _shift_forward(x, a, fold, replicate, _kernels_for(x, backend))
 
 
 @torch.library.custom_op("alignshift::depth_shift_adjoint", mutates_args=())
-def depth_shift_adjoint(g: Tensor, a: Tensor, fold: int, replicate: bool, backend: str) -> Tensor:
+def depth_shift_adjoint(g: Tensor, a: Optional[Tensor], fold: int, replicate: bool, backend: str) -> Tensor:
     """g: (B, C, D, H, W) -> the shift's adjoint applied to a copy of g."""
     return _shift_backward(g, a, fold, replicate, _kernels_for(g, backend))
 
 
 @depth_shift.register_fake
 @depth_shift_adjoint.register_fake
-def _(x: Tensor, a: Tensor, fold: int, replicate: bool, backend: str) -> Tensor:
+def _(x: Tensor, a: Optional[Tensor], fold: int, replicate: bool, backend: str) -> Tensor:
     return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
@@ -58,7 +58,7 @@ depth_shift_adjoint.register_autograd(_adjoint_grad, setup_context=_setup_shift)
 
 
 @torch.library.custom_op("alignshift::shift_conv3d", mutates_args=())
-def shift_conv3d(x: Tensor, weight: Tensor, bias: Optional[Tensor], a: Tensor, fold: int,
+def shift_conv3d(x: Tensor, weight: Tensor, bias: Optional[Tensor], a: Optional[Tensor], fold: int,
                  replicate: bool, stride: List[int], padding: List[int], dilation: List[int],
                  groups: int, backend: str) -> Tensor:
     """``conv3d(shift(x), weight, bias, ...)``; saves x, not the shifted copy, for backward.
@@ -70,7 +70,7 @@ def shift_conv3d(x: Tensor, weight: Tensor, bias: Optional[Tensor], a: Tensor, f
 
 
 @shift_conv3d.register_fake
-def _(x: Tensor, weight: Tensor, bias: Optional[Tensor], a: Tensor, fold: int, replicate: bool,
+def _(x: Tensor, weight: Tensor, bias: Optional[Tensor], a: Optional[Tensor], fold: int, replicate: bool,
       stride: List[int], padding: List[int], dilation: List[int], groups: int,
       backend: str) -> Tensor:
     s = torch.empty_like(x, memory_format=torch.contiguous_format)  # as the shifted copy is
@@ -78,7 +78,7 @@ def _(x: Tensor, weight: Tensor, bias: Optional[Tensor], a: Tensor, fold: int, r
 
 
 @torch.library.custom_op("alignshift::shift_conv3d_backward", mutates_args=())
-def shift_conv3d_backward(g: Tensor, x: Tensor, weight: Tensor, a: Tensor, fold: int,
+def shift_conv3d_backward(g: Tensor, x: Tensor, weight: Tensor, a: Optional[Tensor], fold: int,
                           replicate: bool, stride: List[int], padding: List[int],
                           dilation: List[int], groups: int, backend: str,
                           need: List[bool]) -> Tuple[Tensor, Tensor, Tensor]:
@@ -91,7 +91,7 @@ def shift_conv3d_backward(g: Tensor, x: Tensor, weight: Tensor, a: Tensor, fold:
 
 
 @shift_conv3d_backward.register_fake
-def _(g: Tensor, x: Tensor, weight: Tensor, a: Tensor, fold: int, replicate: bool,
+def _(g: Tensor, x: Tensor, weight: Tensor, a: Optional[Tensor], fold: int, replicate: bool,
       stride: List[int], padding: List[int], dilation: List[int], groups: int, backend: str,
       need: List[bool]) -> Tuple[Tensor, Tensor, Tensor]:
     shapes = (x.shape, weight.shape, weight.shape[:1])

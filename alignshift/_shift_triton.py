@@ -18,6 +18,8 @@ The kernels also run under ``TRITON_INTERPRET=1`` on CPU tensors, which is how C
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import triton
 import triton.language as tl
@@ -31,7 +33,7 @@ _BLOCK = 512
 @triton.jit
 def _shift_kernel(src, dst, alpha, C, D, HW, fold,
                   REPLICATE: tl.constexpr, ADJOINT: tl.constexpr, FOLDS_ONLY: tl.constexpr,
-                  ACC: tl.constexpr, BLOCK: tl.constexpr):
+                  HAS_ALPHA: tl.constexpr, ACC: tl.constexpr, BLOCK: tl.constexpr):
     pid = tl.program_id(0)
     if FOLDS_ONLY:  # the grid covers the 2 * fold shifted channels of each sample
         b = pid // (2 * fold)
@@ -45,7 +47,10 @@ def _shift_kernel(src, dst, alpha, C, D, HW, fold,
     if c < 2 * fold:
         s = tl.where(c < fold, 1, -1)
         r = -s if ADJOINT else s  # where the neighbour is read
-        a = tl.load(alpha + b).to(ACC)
+        if HAS_ALPHA:
+            a = tl.load(alpha + b).to(ACC)
+        else:  # TSM: a = 0 for every sample, no weights tensor
+            a = tl.zeros((), dtype=ACC)
         # walk in the reading direction: in place, a slice is overwritten only after its last read
         start = tl.where(r > 0, 0, D - 1)
         for i in range(0, D):
@@ -64,28 +69,29 @@ def _shift_kernel(src, dst, alpha, C, D, HW, fold,
             tl.store(dst + base + d * HW + offs, v, mask=mask)
 
 
-def _launch(src: Tensor, dst: Tensor, a: Tensor, fold: int, replicate: bool, adjoint: bool,
-            folds_only: bool) -> None:
+def _launch(src: Tensor, dst: Tensor, a: Optional[Tensor], fold: int, replicate: bool,
+            adjoint: bool, folds_only: bool) -> None:
     # shapes read from .shape only: on a GPU the host time of each launch is the cost that shows
     bsz, c, d, h, w = src.shape
     channels = 2 * fold if folds_only else c
     grid = (bsz * channels, triton.cdiv(h * w, _BLOCK))
     acc = tl.float64 if src.dtype == torch.float64 else tl.float32
-    if not a.is_contiguous():
+    if a is not None and not a.is_contiguous():
         a = a.contiguous()
-    _shift_kernel[grid](src, dst, a, c, d, h * w, fold,
+    _shift_kernel[grid](src, dst, src if a is None else a, c, d, h * w, fold,
                         REPLICATE=replicate, ADJOINT=adjoint, FOLDS_ONLY=folds_only,
-                        ACC=acc, BLOCK=_BLOCK)
+                        HAS_ALPHA=a is not None, ACC=acc, BLOCK=_BLOCK)
 
 
-def shift_forward(x: Tensor, a: Tensor, fold: int, replicate: bool) -> Tensor:
-    """Shifted copy of ``x: (B, C, D, H, W)`` (contiguous); ``a``: ``B`` weights on the own slice."""
+def shift_forward(x: Tensor, a: Optional[Tensor], fold: int, replicate: bool) -> Tensor:
+    """Shifted copy of ``x: (B, C, D, H, W)`` (contiguous); ``a``: ``B`` weights on the own slice
+    (any float dtype: read in the accumulation precision), or None for all zero (TSM)."""
     out = torch.empty_like(x)
     _launch(x, out, a, fold, replicate, adjoint=False, folds_only=False)
     return out
 
 
-def adjoint_inplace(g: Tensor, a: Tensor, fold: int, replicate: bool) -> Tensor:
+def adjoint_inplace(g: Tensor, a: Optional[Tensor], fold: int, replicate: bool) -> Tensor:
     """The shift's adjoint applied to ``g: (B, C, D, H, W)`` (contiguous) in place."""
     if fold > 0:
         _launch(g, g, a, fold, replicate, adjoint=True, folds_only=True)

@@ -72,7 +72,7 @@ from .nn.layers import (
     slicewise_permute,
     spatial_reduce,
 )
-from .ops import SliceThickness
+from .ops import SliceThickness, alpha_dtype
 
 __all__ = ["convert", "Converted3D", "UnsupportedLayerError", "CONV_TYPES", "adapt_in_channels",
            "IN_CHANNEL_MODES"]
@@ -421,10 +421,16 @@ class Converted3D(nn.Module):
         """x: (B, C, D, H, W), thickness: (B,) mm (needed by AlignShift) -> the model's output."""
         if x.dim() != 5:
             raise ValueError(f"expected x of shape (B, C, D, H, W), got {tuple(x.shape)}")
+        convs = list(self.thickness_convs())
         if thickness is not None:
             # validated, and copied to the device, once per call rather than once per conv
             thickness = SliceThickness.of(thickness, x.shape[0])
-        for m in self.thickness_convs():
+            # the shift weights are made here, before any conv runs: a conv then only reads them,
+            # also inside a checkpointed block, which torch.compile refuses to let write a cache
+            for ref in {m.ref_thickness for m in convs if isinstance(m, AlignShiftConv)
+                        and m.enable_shift}:
+                thickness.alpha(ref, x.device, alpha_dtype(x.dtype))
+        for m in convs:
             m.bind_thickness(thickness)
         return self.model(x)
 

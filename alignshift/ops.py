@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["align_shift", "tsm_shift", "depth_shift", "shift_alpha", "check_thickness",
-           "SliceThickness", "shift_conv3d", "shift_backend"]
+           "SliceThickness", "shift_conv3d", "shift_backend", "alpha_dtype"]
 
 _PADDINGS = ("zeros", "replicate")
 _BACKENDS = ("auto", "torch", "triton")
@@ -95,6 +95,10 @@ def check_thickness(thickness: Union[Tensor, float, list], batch_size: int) -> T
 
     Accepts ``(B,)`` or ``(B, 1)`` tensors, sequences or a scalar (broadcast to the batch).
     ``inf`` is allowed (no shift); NaN, values <= 0 and a wrong batch size raise ``ValueError``.
+
+    Under ``torch.compile`` the values are checked inside the graph (``torch._assert_async``, a
+    ``RuntimeError`` when the compiled code runs) instead of on the host, so that checking them
+    does not break the graph; the shape is checked as in eager mode.
     """
     t = torch.as_tensor(thickness, dtype=torch.float64).detach()
     if t.dim() == 0:
@@ -102,10 +106,15 @@ def check_thickness(thickness: Union[Tensor, float, list], batch_size: int) -> T
     elif t.dim() == 2 and t.shape[1] == 1:
         t = t[:, 0]
     if t.dim() != 1 or t.shape[0] != batch_size:
+        values = "" if torch.compiler.is_compiling() else f": {t.tolist()}"  # no data read in a graph
         raise ValueError(
             f"thickness must have shape ({batch_size},) or ({batch_size}, 1) to match the batch, "
-            f"got shape {tuple(t.shape)}: {t.tolist()}"
+            f"got shape {tuple(t.shape)}{values}"
         )
+    if torch.compiler.is_compiling():
+        torch._assert_async((t > 0).all(), "thickness must be > 0 mm (inf means no shift); got a "
+                            "value <= 0 or NaN")
+        return t
     bad = torch.isnan(t) | (t <= 0)
     if bool(bad.any()):
         raise ValueError(
@@ -124,6 +133,13 @@ def shift_alpha(thickness: Tensor, ref_thickness: float = 2.0) -> Tensor:
     if not ref_thickness > 0 or math.isinf(ref_thickness):
         raise ValueError(f"ref_thickness must be a finite value > 0 mm, got {ref_thickness}")
     return 1.0 - torch.clamp(ref_thickness / thickness, 0.0, 1.0)
+
+
+def alpha_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype of the shift weights for features of ``dtype``: float64 for float64, float32
+    for every other dtype (under autocast the weights stay float32 while the features are
+    bfloat16 or float16)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 class SliceThickness:
@@ -170,29 +186,41 @@ class SliceThickness:
         return f"SliceThickness({self.mm.tolist()})"
 
 
-def _shift_forward(x: Tensor, a: Tensor, fold: int, replicate: bool,
+def _lerp_weight(a: Optional[Tensor], x: Tensor) -> Union[Tensor, float]:
+    """The shift weights as the torch-op shift uses them: (B, 1, 1, 1, 1) in x's dtype (``lerp``
+    wants one dtype), or the number 0 for ``a=None`` (TSM: nothing kept, no tensor made)."""
+    if a is None:
+        return 0.0
+    return a.to(x.dtype).view(-1, 1, 1, 1, 1)
+
+
+def _shift_forward(x: Tensor, a: Optional[Tensor], fold: int, replicate: bool,
                    kernels: Optional[ModuleType] = None) -> Tensor:
+    """The shifted copy of ``x: (B, C, D, H, W)``; ``a``: the B weights on the own slice, or None
+    for all zero (TSM)."""
     if kernels is not None:
         return kernels.shift_forward(x.contiguous(), a, fold, replicate)
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
     out[:, 2 * fold :] = x[:, 2 * fold :]
     if fold == 0:
         return out
+    w = _lerp_weight(a, x)
     fwd, bwd = x[:, :fold], x[:, fold : 2 * fold]
     o_fwd, o_bwd = out[:, :fold], out[:, fold : 2 * fold]
     # lerp(start, end, w) = (1 - w) * start + w * end, computed in one pass.
-    torch.lerp(fwd[:, :, 1:], fwd[:, :, :-1], a, out=o_fwd[:, :, :-1])
-    torch.lerp(bwd[:, :, :-1], bwd[:, :, 1:], a, out=o_bwd[:, :, 1:])
+    torch.lerp(fwd[:, :, 1:], fwd[:, :, :-1], w, out=o_fwd[:, :, :-1])
+    torch.lerp(bwd[:, :, :-1], bwd[:, :, 1:], w, out=o_bwd[:, :, 1:])
     if replicate:  # the neighbour beyond the edge is the edge slice itself
         o_fwd[:, :, -1] = fwd[:, :, -1]
         o_bwd[:, :, 0] = bwd[:, :, 0]
     else:  # the neighbour beyond the edge is zero
-        torch.mul(fwd[:, :, -1], a[:, :, 0], out=o_fwd[:, :, -1])
-        torch.mul(bwd[:, :, 0], a[:, :, 0], out=o_bwd[:, :, 0])
+        w0 = w if a is None else w[:, :, 0]
+        torch.mul(fwd[:, :, -1], w0, out=o_fwd[:, :, -1])
+        torch.mul(bwd[:, :, 0], w0, out=o_bwd[:, :, 0])
     return out
 
 
-def _shift_backward(g: Tensor, a: Tensor, fold: int, replicate: bool,
+def _shift_backward(g: Tensor, a: Optional[Tensor], fold: int, replicate: bool,
                     kernels: Optional[ModuleType] = None) -> Tensor:
     return _adjoint_inplace(g.clone(memory_format=torch.contiguous_format), a, fold, replicate,
                             kernels)
@@ -200,7 +228,7 @@ def _shift_backward(g: Tensor, a: Tensor, fold: int, replicate: bool,
 
 class _DepthShift(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, a: Tensor, fold: int, replicate: bool, kernels) -> Tensor:
+    def forward(ctx, x: Tensor, a: Optional[Tensor], fold: int, replicate: bool, kernels) -> Tensor:
         ctx.save_for_backward(a)
         ctx.conf = (fold, replicate, kernels)
         return _shift_forward(x, a, fold, replicate, kernels)
@@ -215,7 +243,7 @@ class _DepthShift(torch.autograd.Function):
 
 class _DepthShiftAdjoint(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, g: Tensor, a: Tensor, fold: int, replicate: bool, kernels) -> Tensor:
+    def forward(ctx, g: Tensor, a: Optional[Tensor], fold: int, replicate: bool, kernels) -> Tensor:
         ctx.save_for_backward(a)
         ctx.conf = (fold, replicate, kernels)
         return _shift_backward(g, a, fold, replicate, kernels)
@@ -235,14 +263,32 @@ def _warn_nothing_shifted(channels: int, n_fold: int) -> None:
                       f"{channels} or more channels", UserWarning, stacklevel=3)
 
 
-def depth_shift(x: Tensor, alpha: Union[Tensor, SliceThickness], n_fold: int = 8,
+def _shift_weights(alpha: Optional[Tensor], x: Tensor) -> Optional[Tensor]:
+    """``alpha`` as the ops take it: (B,) on x's device in :func:`alpha_dtype`; no copy when it
+    is so already (a :class:`SliceThickness` caches it so). None stays None (all zero)."""
+    if alpha is None:
+        return None
+    if alpha.numel() != x.shape[0]:
+        raise ValueError(f"the shift weights hold {alpha.numel()} values for a batch of "
+                         f"{x.shape[0]}: expected shape ({x.shape[0]},)")
+    dtype = alpha_dtype(x.dtype)
+    if alpha.dim() != 1:
+        alpha = alpha.reshape(-1)
+    if alpha.dtype != dtype or alpha.device != x.device:
+        alpha = alpha.to(device=x.device, dtype=dtype)
+    return alpha
+
+
+def depth_shift(x: Tensor, alpha: Union[Tensor, SliceThickness, None], n_fold: int = 8,
                 padding: str = "replicate", ref_thickness: float = 2.0) -> Tensor:
     """The depth shift with given per-sample weights: what :func:`align_shift` and
     :func:`tsm_shift` compute once ``alpha`` is known.
 
-    x: (B, C, D, H, W), alpha: (B,) weight on the own slice, or a :class:`SliceThickness` (its
-    weights for ``ref_thickness``) -> (B, C, D, H, W), a new tensor. With fewer than ``n_fold``
-    channels nothing is shifted, and a ``UserWarning`` says so (once per call site).
+    x: (B, C, D, H, W), alpha: (B,) weight on the own slice, a :class:`SliceThickness` (its
+    weights for ``ref_thickness``), or None for all zero (TSM) -> (B, C, D, H, W), a new tensor
+    of x's dtype. The weights are applied in float32 (float64 for float64 ``x``) whatever x's
+    dtype; the Triton kernels compute in that precision too. With fewer than ``n_fold`` channels
+    nothing is shifted, and a ``UserWarning`` says so (once per call site).
     """
     if x.dim() != 5:
         raise ValueError(f"expected x of shape (B, C, D, H, W), got {tuple(x.shape)}")
@@ -251,10 +297,11 @@ def depth_shift(x: Tensor, alpha: Union[Tensor, SliceThickness], n_fold: int = 8
     if n_fold < 2:
         raise ValueError(f"n_fold must be >= 2 (two folds are shifted), got {n_fold}")
     if isinstance(alpha, SliceThickness):
-        alpha = SliceThickness.of(alpha, x.shape[0]).alpha(ref_thickness, x.device, x.dtype)
+        alpha = SliceThickness.of(alpha, x.shape[0]).alpha(ref_thickness, x.device,
+                                                            alpha_dtype(x.dtype))
     _warn_nothing_shifted(x.shape[1], n_fold)
     fold = x.shape[1] // n_fold
-    a = alpha.to(device=x.device, dtype=x.dtype).reshape(-1, 1, 1, 1, 1)
+    a = _shift_weights(alpha, x)
     if torch.compiler.is_compiling():  # an opaque op to the compiler (see _shift_op)
         return torch.ops.alignshift.depth_shift(x, a, fold, padding == "replicate", _backend.get())
     return _DepthShift.apply(x, a, fold, padding == "replicate", _kernels_for(x))
@@ -282,7 +329,7 @@ def align_shift(
         channels nothing is shifted, and a ``UserWarning`` says so.
     """
     t = SliceThickness.of(thickness, x.shape[0])
-    return depth_shift(x, t.alpha(ref_thickness, x.device, x.dtype), n_fold, padding)
+    return depth_shift(x, t.alpha(ref_thickness, x.device, alpha_dtype(x.dtype)), n_fold, padding)
 
 
 def tsm_shift(x: Tensor, n_fold: int = 8, padding: str = "zeros") -> Tensor:
@@ -290,12 +337,12 @@ def tsm_shift(x: Tensor, n_fold: int = 8, padding: str = "zeros") -> Tensor:
 
     x: (B, C, D, H, W) -> (B, C, D, H, W), a new tensor; ``x`` is never modified.
     """
-    return depth_shift(x, x.new_zeros(x.shape[0]), n_fold, padding)
+    return depth_shift(x, None, n_fold, padding)
 
 
-def _adjoint_inplace(g: Tensor, a: Tensor, fold: int, replicate: bool,
+def _adjoint_inplace(g: Tensor, a: Optional[Tensor], fold: int, replicate: bool,
                      kernels: Optional[ModuleType] = None) -> Tensor:
-    """Apply the shift's adjoint to ``g: (B, C, D, H, W)`` in place; ``a: (B, 1, 1, 1, 1)``.
+    """Apply the shift's adjoint to ``g: (B, C, D, H, W)`` in place; ``a``: B weights or None.
 
     Only the ``2 * fold`` shifted channels change. Each fold is walked against the direction it
     reads from, so every slice is updated from a neighbour that still holds its incoming value:
@@ -306,6 +353,9 @@ def _adjoint_inplace(g: Tensor, a: Tensor, fold: int, replicate: bool,
     depth = g.shape[2]
     if fold == 0:
         return g
+    w = _lerp_weight(a, g)
+    if replicate:
+        w_nb = 1.0 - w  # made once per call, not per fold
     for view, order, step in ((g[:, :fold], range(depth - 1, 0, -1), -1),
                               (g[:, fold:2 * fold], range(depth - 1), 1)):
         # forward fold: out[d] = a x[d] + (1-a) x[d+1], so x[d] gets a g[d] + (1-a) g[d-1];
@@ -314,16 +364,19 @@ def _adjoint_inplace(g: Tensor, a: Tensor, fold: int, replicate: bool,
         for d in order:
             cur, nxt = view[:, :, d:d + 1], view[:, :, d + step:d + step + 1]
             if replicate and d == edge:  # the edge slice also stood in for its missing neighbour
-                cur.addcmul_(nxt, 1.0 - a)
+                if a is None:
+                    cur.add_(nxt)
+                else:
+                    cur.addcmul_(nxt, w_nb)
             else:
-                torch.lerp(nxt, cur, a, out=cur)
+                torch.lerp(nxt, cur, w, out=cur)
         last = view[:, :, depth - 1 - edge:depth - edge]  # far end: only its own a * g[d]
         if not (replicate and depth == 1):
-            last.mul_(a)
+            last.mul_(w)
     return g
 
 
-def _shift_conv_backward(g: Tensor, x: Tensor, weight: Tensor, a: Tensor, conf: tuple,
+def _shift_conv_backward(g: Tensor, x: Tensor, weight: Tensor, a: Optional[Tensor], conf: tuple,
                          need: Sequence[bool]):
     """Gradients ``(gx, gw, gb)`` of ``conv3d(shift(x), weight, bias)``, None where not needed.
 
@@ -332,6 +385,8 @@ def _shift_conv_backward(g: Tensor, x: Tensor, weight: Tensor, a: Tensor, conf: 
     """
     fold, replicate, stride, padding, dilation, groups, has_bias, kernels = conf
     need_x, need_w, need_b = need[0], need[1], need[2] and has_bias
+    if kernels is None and a is not None and a.dtype != x.dtype:
+        a = a.to(x.dtype)  # the torch ops' lerp wants x's dtype: cast once for both uses below
     g = g.contiguous()
     conv_args = (stride, padding, dilation, False, [0, 0, 0], groups)
     bias_sizes = [weight.shape[0]] if has_bias else None
@@ -348,7 +403,8 @@ def _shift_conv_backward(g: Tensor, x: Tensor, weight: Tensor, a: Tensor, conf: 
     return gx, gw, gb
 
 
-def _shift_conv_forward(x: Tensor, weight: Tensor, bias: Optional[Tensor], a: Tensor, fold: int,
+def _shift_conv_forward(x: Tensor, weight: Tensor, bias: Optional[Tensor], a: Optional[Tensor],
+                        fold: int,
                         replicate: bool, stride, padding, dilation, groups: int,
                         kernels: Optional[ModuleType]) -> Tensor:
     s = _shift_forward(x, a, fold, replicate, kernels)
@@ -376,26 +432,33 @@ class _ShiftConv(torch.autograd.Function):
         return gx, gw, gb, None, None, None, None, None, None, None
 
 
-def shift_conv3d(x: Tensor, weight: Tensor, bias: Tensor | None, alpha: Tensor, n_fold: int,
-                 padding_mode: str, stride, padding, dilation, groups: int) -> Tensor:
+def _autocast_to(t: Optional[Tensor], dtype: torch.dtype) -> Optional[Tensor]:
+    # what autocast does to a conv's argument: float32 (and the other low-precision type) is cast,
+    # float64 and non-float tensors are left alone; a tensor already in dtype is not copied
+    if t is None or t.dtype == dtype or not t.is_floating_point() or t.dtype == torch.float64:
+        return t
+    return t.to(dtype)
+
+
+def shift_conv3d(x: Tensor, weight: Tensor, bias: Tensor | None, alpha: Optional[Tensor],
+                 n_fold: int, padding_mode: str, stride, padding, dilation, groups: int) -> Tensor:
     """``conv3d(shift(x), weight, ...)`` with the memory of a plain conv (see :class:`_ShiftConv`).
 
-    x: (B, C, D, H, W), weight: (O, C / groups, 1, K, K), alpha: (B,) weight on the own slice.
-    Under autocast it computes in the autocast dtype, as ``conv3d`` would.
+    x: (B, C, D, H, W), weight: (O, C / groups, 1, K, K), alpha: (B,) weight on the own slice, or
+    None for all zero (TSM). Under autocast it computes in the autocast dtype, as ``conv3d`` would
+    (x, weight and bias are cast as autocast casts a conv's arguments, once each); the shift
+    weights stay float32.
     """
     if padding_mode not in _PADDINGS:
         raise ValueError(f"padding must be one of {_PADDINGS}, got {padding_mode!r}")
     device_type = x.device.type
     if torch.is_autocast_enabled(device_type):
         # Cast here, where autograd sees the casts: inside the Function, autocast would cast only
-        # the forward's conv, and the backward would meet tensors of two dtypes.
+        # the forward's conv, and the backward would meet tensors of two dtypes. The conv inside
+        # then finds its arguments in the autocast dtype already and casts nothing.
         dtype = torch.get_autocast_dtype(device_type)
-        x, weight = x.to(dtype), weight.to(dtype)
-        bias = None if bias is None else bias.to(dtype)
-        with torch.autocast(device_type, enabled=False):
-            return shift_conv3d(x, weight, bias, alpha, n_fold, padding_mode, stride, padding,
-                                dilation, groups)
-    a = alpha.to(device=x.device, dtype=x.dtype).reshape(-1, 1, 1, 1, 1)
+        x, weight, bias = _autocast_to(x, dtype), _autocast_to(weight, dtype), _autocast_to(bias, dtype)
+    a = _shift_weights(alpha, x)
     _warn_nothing_shifted(x.shape[1], n_fold)
     fold, replicate = x.shape[1] // n_fold, padding_mode == "replicate"
     if torch.compiler.is_compiling():  # an opaque op to the compiler (see _shift_op)

@@ -1,5 +1,6 @@
 """MMDetection 3 glue for alignshift: import (or ``custom_imports``) registers everything."""
 
+from .amp import AutocastOptimWrapper, enable_amp
 from .backbones import DenseNet3DBackbone, DenseNet25DBackbone
 from .datasets import DeepLesionDataset
 from .detector import ThicknessAwareFasterRCNN
@@ -10,8 +11,8 @@ from .runner import AlignShiftRunner
 from .transforms import LoadDeepLesionSlices, RandomShiftScaleRotate
 from .tta import DeepLesionTTAModel
 
-__all__ = ["AlignShiftRunner", "DeepLesionDataset", "DeepLesionFROCMetric", "DeepLesionTTAModel",
-           "DeepLesionVisualizationHook",
+__all__ = ["AlignShiftRunner", "AutocastOptimWrapper", "DeepLesionDataset", "DeepLesionFROCMetric",
+           "DeepLesionTTAModel", "DeepLesionVisualizationHook", "enable_amp",
            "DenseNet25DBackbone",
            "DenseNet3DBackbone", "LoadDeepLesionSlices", "RandomShiftScaleRotate",
            "ThicknessAwareFasterRCNN",

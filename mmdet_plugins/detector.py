@@ -11,6 +11,21 @@ from mmdet.structures import DetDataSample
 from torch import Tensor
 
 
+def heads_need_float32(device_type: str) -> bool:
+    """Whether the RPN and RoI heads must leave the current autocast: mmcv's compiled NMS and
+    RoIAlign take float32 (and float16 on CUDA), not bfloat16, and on a CPU float32 only. Under
+    float16 autocast on CUDA (``tools/train.py --amp``) the heads stay in it, as in mmdet."""
+    if not torch.is_autocast_enabled(device_type):
+        return False
+    return not (device_type == "cuda" and torch.get_autocast_dtype(device_type) == torch.float16)
+
+
+class _Features(NamedTuple):
+    """Features already computed (and cast to float32) for the heads, handed to ``extract_feat``."""
+
+    feats: Tuple[Tensor, ...]
+
+
 class ThicknessInputs(NamedTuple):
     """Images with their slice thickness, as handed from ``loss``/``predict`` to ``extract_feat``."""
 
@@ -42,9 +57,15 @@ class ThicknessAwareFasterRCNN(FasterRCNN):
     mmdet's two-stage detector passes ``batch_inputs`` only to :meth:`extract_feat`; we pass the
     images together with the thickness read from the data samples, so the RPN and RoI heads stay
     mmdet's own.
+
+    Under an autocast whose dtype mmcv's NMS and RoIAlign cannot take (bfloat16; any autocast on
+    a CPU, see :func:`heads_need_float32`) the backbone runs in the autocast dtype and the heads
+    in float32, on the backbone's features cast to float32.
     """
 
     def extract_feat(self, batch_inputs) -> Tuple[Tensor]:
+        if isinstance(batch_inputs, _Features):
+            return batch_inputs.feats
         if isinstance(batch_inputs, ThicknessInputs):
             x = self.backbone(batch_inputs.images, batch_inputs.thickness)
         else:
@@ -54,15 +75,21 @@ class ThicknessAwareFasterRCNN(FasterRCNN):
     def _with_thickness(self, batch_inputs: Tensor, batch_data_samples) -> ThicknessInputs:
         return ThicknessInputs(batch_inputs, thickness_of(batch_data_samples))
 
+    def _run_heads(self, method, batch_inputs: Tensor, batch_data_samples, *args):
+        inputs = self._with_thickness(batch_inputs, batch_data_samples)
+        device_type = batch_inputs.device.type
+        if not heads_need_float32(device_type):
+            return method(inputs, batch_data_samples, *args)
+        feats = tuple(f.float() for f in self.extract_feat(inputs))
+        with torch.autocast(device_type, enabled=False):
+            return method(_Features(feats), batch_data_samples, *args)
+
     def loss(self, batch_inputs: Tensor, batch_data_samples: List[DetDataSample]) -> dict:
-        return super().loss(self._with_thickness(batch_inputs, batch_data_samples),
-                            batch_data_samples)
+        return self._run_heads(super().loss, batch_inputs, batch_data_samples)
 
     def predict(self, batch_inputs: Tensor, batch_data_samples: List[DetDataSample],
                 rescale: bool = True) -> List[DetDataSample]:
-        return super().predict(self._with_thickness(batch_inputs, batch_data_samples),
-                               batch_data_samples, rescale)
+        return self._run_heads(super().predict, batch_inputs, batch_data_samples, rescale)
 
     def _forward(self, batch_inputs: Tensor, batch_data_samples=None):
-        return super()._forward(self._with_thickness(batch_inputs, batch_data_samples),
-                                batch_data_samples)
+        return self._run_heads(super()._forward, batch_inputs, batch_data_samples)

@@ -13,6 +13,9 @@ Both fixes live here, once, and are opt-in through ``runner_type = 'AlignShiftRu
   ``trusted_checkpoints=True`` in the config (never the default) loads them unrestricted.
 * mmengine's ``init_dist`` calls ``torch.cuda.set_device`` and its DDP wrapper passes
   ``device_ids``; on a CPU-only machine we start a gloo process group and wrap without them.
+  torch's ``SyncBatchNorm`` runs on GPUs only ("SyncBatchNorm layers only work with GPU
+  modules"), so there the config's ``sync_bn`` is left out (a warning says so): each process
+  keeps its own BatchNorm statistics, while the parameters stay identical across processes.
 """
 
 from __future__ import annotations
@@ -95,12 +98,24 @@ class AlignShiftRunner(Runner):
         super().setup_env(env_cfg)
 
     def wrap_model(self, model_wrapper_cfg, model):
-        if self.distributed and not torch.cuda.is_available() and model_wrapper_cfg is None:
+        if not (self.distributed and not torch.cuda.is_available()):
+            return super().wrap_model(model_wrapper_cfg, model)
+        if model_wrapper_cfg is None:
             model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None,
                                      broadcast_buffers=False,
                                      find_unused_parameters=self.cfg.get("find_unused_parameters",
                                                                          False))
-        return super().wrap_model(model_wrapper_cfg, model)
+        sync_bn = self.cfg.get("sync_bn", None)
+        if sync_bn is None:
+            return super().wrap_model(model_wrapper_cfg, model)
+        self.logger.warning(f"sync_bn={sync_bn!r} is not applied: SyncBatchNorm needs GPUs, and "
+                            "this process trains on a CPU; each process keeps its own BatchNorm "
+                            "statistics")
+        self.cfg.sync_bn = None  # for mmengine's wrap_model only: the dumped config keeps it
+        try:
+            return super().wrap_model(model_wrapper_cfg, model)
+        finally:
+            self.cfg.sync_bn = sync_bn
 
     def call_hook(self, fn_name: str, **kwargs) -> None:
         if fn_name == "before_save_checkpoint":

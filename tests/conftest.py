@@ -14,3 +14,21 @@ def synthetic_root(tmp_path_factory):
     out = tmp_path_factory.mktemp("synthetic") / "DeepLesion"
     write_synthetic(str(out), num_images=24, image_size=96, seed=3, progress=False)
     return out
+
+
+SLOW_TESTS = os.environ.get("ALIGNSHIFT_SLOW_TESTS") == "1"
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: takes minutes on a CPU (e.g. Inductor compiling a whole backbone); "
+        "skipped unless ALIGNSHIFT_SLOW_TESTS=1")
+
+
+def pytest_collection_modifyitems(config, items):
+    if SLOW_TESTS:
+        return
+    skip = pytest.mark.skip(reason="slow (minutes on a CPU): set ALIGNSHIFT_SLOW_TESTS=1 to run it")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

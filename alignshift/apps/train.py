@@ -12,6 +12,7 @@ a local file) so that an offline machine fails at once with a hint.
 from __future__ import annotations
 
 import argparse
+import os
 import os.path as osp
 import re
 import sys
@@ -32,7 +33,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("config", help="train config file path")
     p.add_argument("--work-dir", help="the dir to save logs and models")
     p.add_argument("--amp", action="store_true", default=False,
-                   help="enable automatic-mixed-precision training")
+                   help="automatic mixed precision: float16 on a CUDA GPU, bfloat16 on a CPU")
     p.add_argument("--auto-scale-lr", action="store_true", help="enable automatically scaling LR")
     p.add_argument("--resume", nargs="?", type=str, const="auto",
                    help="resume from the given checkpoint, or from the latest one in the work dir "
@@ -52,11 +53,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.resume not in (None, "auto"):
         sniff_checkpoint(args.resume, "--resume checkpoint")
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
-    if args.amp:
-        if not torch.cuda.is_available():
-            raise UsageError("--amp needs a CUDA GPU (mmengine's AmpOptimWrapper); none is available")
-        cfg.optim_wrapper.type = "AmpOptimWrapper"
-        cfg.optim_wrapper.loss_scale = "dynamic"
+    if args.amp:  # float16 with a dynamic loss scale on CUDA, bfloat16 autocast on a CPU
+        from mmdet_plugins.amp import enable_amp
+
+        enable_amp(cfg, "cuda" if torch.cuda.is_available() else "cpu")
     if args.auto_scale_lr:
         if "auto_scale_lr" not in cfg or "base_batch_size" not in cfg.auto_scale_lr:
             raise UsageError("--auto-scale-lr needs auto_scale_lr.base_batch_size in the config")
@@ -82,7 +82,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             cfg.model.backbone.pretrained = osp.abspath(pretrained)
     print(f"work dir: {cfg.work_dir} (logs, checkpoints and the validation FROC go there)", flush=True)
     build_runner(cfg).train()
-    print(f"wrote checkpoints and logs to {cfg.work_dir}")
+    if int(os.environ.get("RANK", "0")) == 0:  # only rank 0 writes them
+        print(f"wrote checkpoints and logs to {cfg.work_dir}")
     return 0
 
 

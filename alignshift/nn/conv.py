@@ -18,17 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops import SliceThickness, depth_shift, shift_conv3d
+from ..ops import SliceThickness, alpha_dtype, depth_shift, shift_conv3d
 
 __all__ = ["Conv1xKxK", "AlignShiftConv", "TSMConv", "A3DConv"]
 
 _PairArg = Union[int, Tuple[int, int]]
 # (B,) mm as a tensor, or already validated (and cached on the device) as a SliceThickness
 ThicknessArg = Optional[Union[Tensor, SliceThickness]]
-
-
-def _pair(v: _PairArg) -> Tuple[int, int]:
-    return (v, v) if isinstance(v, int) else tuple(v)
 
 
 class Conv1xKxK(nn.Conv2d):
@@ -38,6 +34,8 @@ class Conv1xKxK(nn.Conv2d):
     :meth:`forward` takes 5D input. ``enable_shift`` exists on every conv of this family so the
     converter can keep the stem plain; here it has nothing to switch.
     """
+
+    shifts = False  # True for the convs whose depth mixing is a depth shift (fused with the conv)
 
     def __init__(self, *args, enable_shift: bool = True, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -53,7 +51,8 @@ class Conv1xKxK(nn.Conv2d):
         return x
 
     def shift_alpha(self, x: Tensor, thickness: ThicknessArg) -> Optional[Tensor]:
-        """For shift convs: (B,) weight each sample keeps on its own slice; None otherwise."""
+        """For shift convs: (B,) weight each sample keeps on its own slice (float32, or float64
+        for float64 input), None when it is 0 for every sample (TSM)."""
         return None
 
     def _fused_padding(self) -> Optional[Tuple[int, int, int]]:
@@ -92,11 +91,11 @@ class Conv1xKxK(nn.Conv2d):
         if thickness is None:
             thickness = self._bound_thickness
         if self.enable_shift:
-            alpha = self.shift_alpha(x, thickness)
-            padding = self._fused_padding()
-            if alpha is not None and padding is not None and x.dim() == 5:
+            padding = self._fused_padding() if self.shifts else None
+            if padding is not None and x.dim() == 5:
                 # one op: saves x rather than its shifted copy (memory of a plain conv)
-                return shift_conv3d(x, self.weight.unsqueeze(2), self.bias, alpha, self.n_fold,
+                return shift_conv3d(x, self.weight.unsqueeze(2), self.bias,
+                                    self.shift_alpha(x, thickness), self.n_fold,
                                     self.shift_padding, (1, *self.stride), padding,
                                     (1, *self.dilation), self.groups)
             x = self.mix_depth(x, thickness)
@@ -110,6 +109,8 @@ class Conv1xKxK(nn.Conv2d):
 class TSMConv(Conv1xKxK):
     """TSM shift over depth (2 / n_fold of the channels by one whole slice), then a 1xKxK conv."""
 
+    shifts = True
+
     def __init__(self, *args, n_fold: int = 8, shift_padding: str = "zeros", **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.n_fold, self.shift_padding = n_fold, shift_padding
@@ -118,7 +119,7 @@ class TSMConv(Conv1xKxK):
         return depth_shift(x, self.shift_alpha(x, thickness), self.n_fold, self.shift_padding)
 
     def shift_alpha(self, x: Tensor, thickness: ThicknessArg) -> Optional[Tensor]:
-        return x.new_zeros(x.shape[0])  # made on x's device: no host-to-device copy
+        return None  # a = 0 for every sample: the shift needs no weights, nothing is allocated
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", n_fold={self.n_fold}, shift_padding={self.shift_padding!r}"
@@ -129,6 +130,8 @@ class AlignShiftConv(Conv1xKxK):
 
     ``forward(x, thickness)`` needs thickness ``(B,)`` in mm, passed or bound.
     """
+
+    shifts = True
 
     def __init__(self, *args, n_fold: int = 8, ref_thickness: float = 2.0,
                  shift_padding: str = "replicate", **kwargs) -> None:
@@ -143,7 +146,8 @@ class AlignShiftConv(Conv1xKxK):
             raise ValueError(
                 "AlignShiftConv needs the slice thickness: call forward(x, thickness) with a (B,) "
                 "tensor in mm, or the converted model's forward(x, thickness)")
-        return SliceThickness.of(thickness, x.shape[0]).alpha(self.ref_thickness, x.device, x.dtype)
+        return SliceThickness.of(thickness, x.shape[0]).alpha(self.ref_thickness, x.device,
+                                                              alpha_dtype(x.dtype))
 
     def extra_repr(self) -> str:
         return (super().extra_repr() + f", n_fold={self.n_fold}, ref_thickness={self.ref_thickness}"

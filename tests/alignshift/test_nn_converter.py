@@ -269,7 +269,8 @@ def test_converted_model_under_torch_compile_matches_eager(conv):
     """``torch.compile`` (Inductor) of a converted network gives the eager outputs and gradients.
 
     Before the shift became a custom op, Inductor failed on this network (BackendCompilerFailed in
-    the graphs resumed after the shift's slicing). The thickness check is the one graph break.
+    the graphs resumed after the shift's slicing). The thickness is checked inside the graph
+    (``torch._assert_async``), so there is no graph break at all.
     """
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
@@ -282,9 +283,9 @@ def test_converted_model_under_torch_compile_matches_eager(conv):
     y = net(x, t)
     grads = torch.autograd.grad(y.square().sum(), (x, *net.parameters()))
     torch._dynamo.reset()
-    assert torch._dynamo.explain(net)(x, t).graph_break_count == 1
+    assert torch._dynamo.explain(net)(x, t).graph_break_count == 0
     torch._dynamo.reset()
-    compiled = torch.compile(net)
+    compiled = torch.compile(net, fullgraph=True)
     y_c = compiled(x, t)
     grads_c = torch.autograd.grad(y_c.square().sum(), (x, *net.parameters()))
     tol = dict(rtol=1e-4, atol=1e-4)  # Inductor fuses and reorders float32 arithmetic
