@@ -13,7 +13,7 @@ import json
 import math
 import os.path as osp
 from collections import OrderedDict
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from mmdet.registry import HOOKS
@@ -51,12 +51,18 @@ class GradNormRecorderHook(Hook):
 
     Args:
         file_name: the JSON-lines file, relative to the work dir.
+        modules: names of modules (as in ``model.named_modules()``, e.g. ``"backbone"``,
+            ``"roi_head.bbox_head"``) whose training outputs are recorded too: in ``outputs``, the
+            root mean square and the largest absolute value of the first tensor each returns.
     """
 
     priority = "LOW"
 
-    def __init__(self, file_name: str = "grad_norms.jsonl") -> None:
+    def __init__(self, file_name: str = "grad_norms.jsonl", modules: Sequence[str] = ()) -> None:
         self.file_name = file_name
+        self.modules = tuple(modules)
+        self._outputs: Dict[str, List[float]] = {}
+        self._hooks: list = []
         self._groups: Dict[nn.Parameter, str] = {}
         self._last: Optional[dict] = None
         self._handle = None
@@ -70,11 +76,26 @@ class GradNormRecorderHook(Hook):
             for pname, p in module.named_parameters(recurse=False):
                 group = layer_group(f"{mname}.{pname}" if mname else pname)
                 self._groups[p] = f"{group}/bn" if is_bn else group
+        named = dict(model.named_modules())
+        for name in self.modules:
+            if name not in named:
+                raise KeyError(f"GradNormRecorderHook: the model has no module {name!r}")
+            self._hooks.append(named[name].register_forward_hook(self._recorder(name)))
         optim_wrapper = runner.optim_wrapper
         self._handle = optim_wrapper.optimizer.register_step_pre_hook(self._on_step)
         self._message_hub = optim_wrapper.message_hub
         self._max_norm = float((optim_wrapper.clip_grad_kwargs or {}).get("max_norm", math.inf))
         self._file = open(osp.join(runner.work_dir, self.file_name), "a")
+
+    def _recorder(self, name: str):
+        def record(module, args, output) -> None:
+            while isinstance(output, (tuple, list)) and output:
+                output = output[0]
+            if module.training and isinstance(output, torch.Tensor) and output.numel():
+                t = output.detach().float()
+                rms, peak = float(t.pow(2).mean().sqrt()), float(t.abs().max())
+                self._outputs[name] = [round(rms, 5), round(peak, 5)]
+        return record
 
     def _on_step(self, optimizer, args, kwargs) -> None:
         sq: Dict[str, float] = OrderedDict()
@@ -99,6 +120,9 @@ class GradNormRecorderHook(Hook):
         if self._last is None or self._file is None:
             return
         rec = dict(iter=runner.iter, epoch=runner.epoch, **self._last)
+        if self._outputs:
+            rec["outputs"] = self._outputs
+            self._outputs = {}
         if outputs:
             rec["losses"] = {k: round(float(v), 5) for k, v in outputs.items()}
         self._file.write(json.dumps(rec) + "\n")
@@ -106,9 +130,10 @@ class GradNormRecorderHook(Hook):
         self._last = None
 
     def after_train(self, runner) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
+        for h in [self._handle, *self._hooks]:
+            if h is not None:
+                h.remove()
+        self._handle, self._hooks = None, []
         if self._file is not None:
             self._file.close()
             self._file = None

@@ -37,11 +37,13 @@ def test_records_the_norms_before_clipping(tmp_path, max_norm):
     wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1),
                            clip_grad=dict(max_norm=max_norm, norm_type=2))
     runner = SimpleNamespace(model=model, optim_wrapper=wrapper, work_dir=str(tmp_path), iter=0, epoch=0)
-    hook = GradNormRecorderHook()
+    hook = GradNormRecorderHook(modules=["backbone"])
     hook.before_train(runner)
     x = torch.randn(2, 1, 8, 8)
     for it in range(2):
-        loss = model.rpn_head(model.backbone(x)).pow(2).mean() * 100
+        feat = model.backbone(x)
+        loss = model.rpn_head(feat).pow(2).mean() * 100
+        rms, peak = float(feat.detach().pow(2).mean().sqrt()), float(feat.detach().abs().max())
         # the norm backward gives, before the wrapper clips it
         grads = torch.autograd.grad(loss, list(model.parameters()), retain_graph=True)
         total = math.sqrt(sum(float(g.pow(2).sum()) for g in grads))
@@ -58,5 +60,8 @@ def test_records_the_norms_before_clipping(tmp_path, max_norm):
     assert math.sqrt(sum(v * v for v in r["groups"].values())) == pytest.approx(total, rel=1e-3)
     assert r["groups"]["backbone/bn"] == pytest.approx(bn, rel=1e-3)
     assert r["losses"]["loss"] > 0
+    assert r["outputs"]["backbone"] == pytest.approx([rms, peak], rel=1e-4)
+    with pytest.raises(KeyError, match="no module 'neck'"):
+        GradNormRecorderHook(modules=["neck"]).before_train(runner)
     assert summarise(str(tmp_path / "grad_norms.jsonl"), every=2)[0]["grad_norm"] == max(
         q["grad_norm"] for q in recs)
