@@ -389,9 +389,11 @@ def make_thickness_benchmark(out_dir: str, spec: Optional[BenchmarkSpec] = None,
     return os.path.join(out_dir, "DL_info.csv")
 
 
-def _read_lesion_ids(path: str) -> Dict[Tuple[str, int], str]:
-    """``(image file name relative to Images_png, lesion index) -> lesion id`` from lesions.csv."""
+def _read_lesions_csv(path: str) -> Tuple[Dict[Tuple[str, int], str], Dict[str, bool]]:
+    """From lesions.csv: ``(image file name relative to Images_png, lesion index) -> lesion id``, and
+    ``file name -> whether the image is in DL_info.csv`` (the volume's own thin or thick series)."""
     ids: Dict[Tuple[str, int], str] = {}
+    standard: Dict[str, bool] = {}
     with open(path, newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
@@ -401,16 +403,21 @@ def _read_lesion_ids(path: str) -> Dict[Tuple[str, int], str]:
             if len(row) != len(LESION_COLUMNS):
                 raise ValueError(f"{path}: line {line}: expected {len(LESION_COLUMNS)} columns, "
                                  f"got {len(row)}")
-            ids[(image_relpath(row[0]), int(row[1]))] = row[2]
-    return ids
+            name = image_relpath(row[0])
+            ids[(name, int(row[1]))] = row[2]
+            standard[name] = row[6] == "1"
+    return ids, standard
 
 
-def _coco_with_ids(records, split: str, ids: Dict[Tuple[str, int], str], where: str) -> dict:
+def _coco_with_ids(records, split: str, lesions: Tuple[Dict[Tuple[str, int], str], Dict[str, bool]],
+                   where: str) -> dict:
+    ids, standard = lesions
     coco = records_to_coco(records, split)
     order: Dict[int, int] = {}
     by_id = {img["id"]: img for img in coco["images"]}
     for img in coco["images"]:
         img["volume"] = img["patient"]
+        img["standard"] = standard.get(img["file_name"], False)
     for a in coco["annotations"]:
         img = by_id[a["image_id"]]
         j = order.get(a["image_id"], 0)
@@ -428,15 +435,18 @@ def write_benchmark_annotations(root: str) -> Dict[str, str]:
     From ``root/DL_info.csv``, ``root/DL_info_sweep.csv`` and ``root/lesions.csv`` (as
     :func:`make_thickness_benchmark` writes them), three COCO files in the format of
     ``tools/prepare_deeplesion.py`` (:func:`~alignshift.data.records_to_coco`), each image with its
-    ``volume`` and each annotation with its ``lesion_id`` (the same in every series of a volume):
+    ``volume`` and ``standard`` (true for a volume's own thin or thick series, the images of
+    ``DL_info.csv``), each annotation with its ``lesion_id`` (the same in every series of a volume):
 
-    - ``deeplesion_sweep.json``: every sweep series of the test split (empty without a sweep);
+    - ``deeplesion_sweep.json``: every sweep series of the test split (empty without a sweep); its
+      images with ``standard`` true are the test split of ``DL_info.csv``, the thin and thick
+      series of Tables 1 and 2, so one test run on the sweep also gives those tables;
     - ``deeplesion_train_thin.json``: the training split's thin series (interval <= 2 mm) only;
     - ``deeplesion_train_thick.json``: the training split's thick series (5 mm) only.
 
     Returns ``{"sweep" | "train_thin" | "train_thick": path}``. Files are written then renamed.
     """
-    ids = _read_lesion_ids(os.path.join(root, LESIONS_CSV))
+    ids = _read_lesions_csv(os.path.join(root, LESIONS_CSV))
     main = os.path.join(root, "DL_info.csv")
     sweep_csv = os.path.join(root, SWEEP_CSV)
     train, _ = select_split(parse_dl_info(main), "train")

@@ -83,6 +83,9 @@ def test_lesion_ids_are_paired_across_intervals(bench):
         per_interval[img["thickness"]].extend(ids[img["id"]])
         assert all(i.startswith(f"{img['volume']:06d}-") for i in ids[img["id"]])
     assert sorted(per_interval) == list(SWEEP_INTERVALS)
+    # the sweep's standard images are the test split of DL_info.csv
+    test = {r.file_name for r in parse_dl_info(str(bench / "DL_info.csv")) if r.split == 3}
+    assert {img["file_name"] for img in ann["images"] if img["standard"]} == test
     first = sorted(per_interval[0.625])
     assert len(first) == len(set(first)) >= SPEC.min_test_lesions
     assert all(sorted(v) == first for v in per_interval.values())
