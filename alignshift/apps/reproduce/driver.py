@@ -136,8 +136,7 @@ def prepare_synthetic(profile: str, data_root: str) -> str:
     from tqdm import tqdm
 
     from alignshift.apps import prepare_deeplesion
-    from alignshift.data.synthetic import PARTIAL_IMAGES
-    from alignshift.data.thickness_benchmark import BenchmarkSpec, make_thickness_benchmark
+    from alignshift.data.thickness_benchmark import OUTPUTS, PARTIAL, BenchmarkSpec, make_thickness_benchmark
 
     p = PROFILES[profile]
     spec = BenchmarkSpec(num_volumes=p["num_volumes"], image_size=p["image_size"], seed=0)
@@ -151,8 +150,7 @@ def prepare_synthetic(profile: str, data_root: str) -> str:
                 return data_root
     # a folder of a user's is refused; an earlier benchmark (its marker lists it) is replaced
     claim_output_dir(data_root, BENCHMARK_TOOL, force=True)
-    record_outputs(data_root, BENCHMARK_TOOL, ["benchmark.json", "DL_info.csv", "Images_png", PARTIAL_IMAGES,
-                                               "annotations"])
+    record_outputs(data_root, BENCHMARK_TOOL, ["benchmark.json", *OUTPUTS, PARTIAL, "annotations"])
     print(f"benchmark data: writing {2 * spec.num_volumes} series ({spec.num_volumes} volumes, thin and "
           f"thick, {spec.image_size} px) to {data_root}", flush=True)
     make_thickness_benchmark(data_root, spec,
@@ -161,7 +159,8 @@ def prepare_synthetic(profile: str, data_root: str) -> str:
     # every file listed, so that a later replacement removes exactly these
     record_outputs(data_root, BENCHMARK_TOOL,
                    [osp.relpath(osp.join(d, f), data_root).replace(os.sep, "/")
-                    for sub in ("Images_png", "annotations") for d, _, fs in os.walk(osp.join(data_root, sub))
+                    for sub in ("Images_png", "annotations", "benchmark")
+                    for d, _, fs in os.walk(osp.join(data_root, sub))
                     for f in fs])
     with atomic_write(stamp) as f:
         json.dump(want, f, indent=1)
