@@ -48,7 +48,10 @@ def main(argv=None) -> int:
                     help="folder with DL_info.csv and Images_png/ (default: $DEEPLESION_ROOT, "
                          f"else {DEFAULT_ROOT})")
     ap.add_argument("--out", default=None, help="output folder (default DATA_ROOT/annotations)")
-    ap.add_argument("--include-noisy", action="store_true", help="keep Possibly_noisy lesions")
+    ap.add_argument("--include-noisy", action="store_true",
+                    help="keep the lesions DL_info.csv marks Possibly_noisy, with their flag (the FROC "
+                         "options --keep-noisy / noisy='kept' count them); default: left out, as "
+                         "published")
     ap.add_argument("--num-slices", type=int, default=7,
                     help="input depth whose neighbour slices are checked (default 7, at 2 mm)")
     ap.add_argument("--skip-bad-rows", action="store_true",
@@ -118,7 +121,7 @@ def main(argv=None) -> int:
         present, skipped, missing, fallback = results[split]
         path = os.path.join(out, name)
         with atomic_write(path) as f:
-            json.dump(records_to_coco(present, split), f)
+            json.dump(records_to_coco(present, split, include_noisy=args.include_noisy), f)
         record_outputs(out, TOOL, [name])
         n_les = sum(len(r.lesions) for r in present)
         print(f"{split}: {len(present)} images, {n_les} lesions -> {path}")

@@ -22,7 +22,7 @@ from .predictions import (
     parse_predictions,
 )
 
-__all__ = ["EvalSet", "load_evalset"]
+__all__ = ["EvalSet", "evalset_from_dicts", "ground_truth_evalset", "load_evalset"]
 
 # EvalSet attribute -> (field in a predictions file, field in an annotation file)
 FIELD_NAMES = {"patient": ("patient", "patient"), "lesion_type": ("gt_lesion_type", "lesion_type"),
@@ -86,7 +86,7 @@ class EvalSet:
             where = self.lacking.get(attr, "its images")
             field_name = in_ann if self.from_annotations else in_pred
             raise PredictionsError(f"{self.source}: {where} has no field '{field_name}', which "
-                                   f"{purpose} needs")
+                                   f"{purpose} needs", field=attr)
         return value
 
     @classmethod
@@ -104,7 +104,7 @@ class EvalSet:
             if r.gt is None:
                 raise PredictionsError(f"{source}: images[{i}] ({r.file_name}) has no 'gt_boxes'; "
                                        "the ground truth must come from an annotation file of "
-                                       "tools/prepare_deeplesion.py")
+                                       "tools/prepare_deeplesion.py", field="gt_boxes")
             if r.file_name is not None:
                 if r.file_name in seen:
                     raise PredictionsError(f"{source}: images[{i}] ({r.file_name}) names the same "
@@ -149,6 +149,70 @@ class EvalSet:
                    noisy=None if cols["noisy"] is None else cols["noisy"].astype(bool),
                    noisy_lesions=noisy_lesions, source=source, lacking=lacking,
                    from_annotations=from_annotations)
+
+    @classmethod
+    def from_arrays(cls, pred: Sequence[np.ndarray], gt: Sequence[np.ndarray],
+                    thickness: Sequence[float], patient: Optional[Sequence[int]] = None,
+                    file_names: Optional[Sequence[str]] = None,
+                    lesion_type: Optional[Sequence[Sequence[int]]] = None,
+                    diameters_mm: Optional[Sequence[np.ndarray]] = None,
+                    noisy: Optional[Sequence[Sequence[bool]]] = None,
+                    source: str = "<arrays>", noisy_lesions: Optional[str] = None) -> EvalSet:
+        """An :class:`EvalSet` of in-memory results, checked as a predictions file is.
+
+        Args:
+            pred: I arrays (N_i, 5) x1, y1, x2, y2, score.
+            gt: I arrays (M_i, 4) x1, y1, x2, y2.
+            thickness: (I,) slice interval in mm.
+            patient: (I,) Patient_index (the bootstrap needs it), or None.
+            file_names: (I,) image names (to pair two detectors by name), or None.
+            lesion_type, diameters_mm, noisy: per image, one entry per ground-truth box
+                ((M_i,) codes, (M_i, 2) mm, (M_i,) flags), or None.
+            source: the name used in messages.
+            noisy_lesions: "kept", "excluded" or None, as in a predictions file.
+
+        Two detectors on the same split::
+
+            a = EvalSet.from_arrays(pred_a, gt, thickness, patient)
+            b = a.with_predictions(pred_b)
+            compare(a, b, breakdown="interval", n_resamples=1000)
+        """
+        n = len(gt)
+        for what, seq in (("pred", pred), ("thickness", thickness), ("patient", patient),
+                          ("file_names", file_names), ("lesion_type", lesion_type),
+                          ("diameters_mm", diameters_mm), ("noisy", noisy)):
+            if seq is not None and len(seq) != n:
+                raise PredictionsError(f"{source}: {what} has {len(seq)} entries, gt has {n} images; "
+                                       "expected one per image", field=what)
+        images = []
+        for i in range(n):
+            rec = dict(thickness=float(thickness[i]),
+                       gt_boxes=np.asarray(gt[i], np.float64).reshape(-1, 4).tolist(),
+                       pred_boxes=np.asarray(pred[i], np.float64).reshape(-1, 5).tolist())
+            if file_names is not None:
+                rec["file_name"] = file_names[i]
+            if patient is not None:
+                rec["patient"] = int(patient[i])
+            for key, seq, conv in (("gt_lesion_type", lesion_type, int),
+                                   ("gt_diameters_mm", diameters_mm, None),
+                                   ("gt_noisy", noisy, bool)):
+                if seq is not None:
+                    vals = np.asarray(seq[i])
+                    rec[key] = vals.tolist() if conv is None else [conv(v) for v in vals.ravel()]
+            images.append(rec)
+        return evalset_from_dicts(images, source, noisy_lesions)
+
+    def with_predictions(self, pred: Sequence[np.ndarray], source: Optional[str] = None) -> EvalSet:
+        """The same images and ground truth with another detector's ``pred`` (I arrays (N_i, 5)),
+        checked as a predictions file is."""
+        if len(pred) != self.num_images:
+            raise PredictionsError(f"{source or self.source}: pred has {len(pred)} entries for "
+                                   f"{self.num_images} images; expected one per image", field="pred")
+        doc = {"format": "alignshift-predictions/1",
+               "images": [dict(thickness=1.0, pred_boxes=np.asarray(p, np.float64).reshape(-1, 5).tolist())
+                          for p in pred]}
+        checked = [r.pred for r in parse_predictions(doc, source or self.source)]
+        return replace(self, pred=checked, source=source or self.source)
 
     def select_images(self, keep: np.ndarray) -> EvalSet:
         """The images where ``keep`` (I,) is True, with their lesions."""
@@ -218,6 +282,17 @@ def load_evalset(predictions: str, gt: Optional[str] = None) -> tuple:
         recs, without = join_ground_truth(recs, gt, ground_truth=gts)
         return EvalSet.from_records(recs, f"{predictions} with {gt}", noisy, True), without
     return EvalSet.from_records(recs, predictions, noisy), without
+
+
+def ground_truth_evalset(gt: str) -> EvalSet:
+    """The split of an annotation file (``tools/prepare_deeplesion.py``) without any detection.
+
+    For checking, before a test run, that what a report will need is there: the patients, the
+    lesion fields of a breakdown, the lesions of a picked group.
+    """
+    gts, noisy = _read_ground_truth(gt)
+    recs, _ = join_ground_truth([], gt, ground_truth=gts)
+    return EvalSet.from_records(recs, gt, noisy, True)
 
 
 def evalset_from_dicts(images: Sequence[dict], source: str = "<predictions>",

@@ -489,3 +489,35 @@ def test_bad_input_is_one_line_naming_the_image(tmp_path):
         evaluate_file(pred_path, gt_path)
     for err in (PredictionsError, UserError):
         assert issubclass(PredictionsError, err)
+
+
+def test_evalset_from_arrays_for_a_paired_comparison():
+    """What reproduce's variant-vs-variant comparison calls: arrays in, the same EvalSet as a file."""
+    a = random_split(4, n_img=45)
+    per_image = lambda v: _per_image(a, v)  # noqa: E731
+    arr = EvalSet.from_arrays(a.pred, a.gt, a.thickness, a.patient, a.file_names,
+                              lesion_type=per_image(a.lesion_type), diameters_mm=per_image(a.diameters_mm),
+                              noisy=per_image(a.noisy), source="variant A")
+    for f in ("patient", "lesion_type", "diameters_mm", "noisy", "thickness"):
+        assert np.array_equal(getattr(arr, f), getattr(a, f)), f
+    assert all(np.array_equal(x, y) for x, y in zip(arr.pred, a.pred))
+    want = evaluate(a, breakdown="type,size,interval", n_resamples=50).to_dict()
+    got = evaluate(arr, breakdown="type,size,interval", n_resamples=50).to_dict()
+    assert got["subsets"] == want["subsets"] and got["breakdowns"] == want["breakdowns"]
+    # another detector on the same split: with_predictions keeps images, lesions and patients
+    other = [p[p[:, 4] > 0.5] for p in a.pred]
+    b = arr.with_predictions(other, source="variant B")
+    assert b.source == "variant B" and np.array_equal(b.patient, arr.patient)
+    res = compare(arr, b, breakdown="interval", n_resamples=100, labels=("A", "B"))
+    assert res.subsets["all"].diff_avg == pytest.approx(
+        evaluate(arr).subsets["all"].avg - evaluate(b).subsets["all"].avg)
+    assert compare(arr, arr.with_predictions(a.pred), n_resamples=100).subsets["all"].p_avg == 1.0
+    # checked as a predictions file is
+    with pytest.raises(PredictionsError, match=r"pred has 3 entries, gt has 45 images"):
+        EvalSet.from_arrays(a.pred[:3], a.gt, a.thickness)
+    bad = [p.copy() for p in a.pred]
+    bad[1] = np.array([[10, 10, 5, 20, 0.5]])
+    with pytest.raises(PredictionsError, match=r"variant B: images\[1\]: pred_boxes\[0\] = .* is inverted"):
+        arr.with_predictions(bad, source="variant B")
+    with pytest.raises(PredictionsError, match=r"has no field 'patient', which the patient bootstrap"):
+        evaluate(EvalSet.from_arrays(a.pred, a.gt, a.thickness), n_resamples=10)

@@ -90,6 +90,45 @@ def test_checkpoint_round_trip_reproduces_froc(trained, prepared_root, tmp_path)
     assert "1 images of" in log and "have no predictions" in log
 
 
+def test_test_breakdown_bootstrap_and_flip_tta(trained, prepared_root, tmp_path):
+    """--breakdown / --bootstrap / --seed reach the evaluator (with the test split's annotation file,
+    so patients and lesion fields are known); --tta wraps the detector the mmdet way, loads the same
+    checkpoint into it, and its predictions compare with the plain ones in compare_froc."""
+    wd, _ = trained
+    plain, tta = tmp_path / "plain.json", tmp_path / "tta.json"
+    log = run("test.py", CONFIG, str(wd / "epoch_1.pth"), "--work-dir", str(tmp_path / "a"), "--out",
+              str(plain), "--breakdown", "type,interval", "--bootstrap", "50", "--seed", "2",
+              "--cfg-options", *TINY, root=prepared_root)
+    assert "over 50 resamples of the patients (with replacement, seed 2)" in log
+    with open(tmp_path / "a" / "froc_breakdown.json") as f:
+        rep = json.load(f)
+    assert rep["bootstrap"]["resamples"] == 50 and rep["bootstrap"]["seed"] == 2
+    assert set(rep["breakdowns"]) == {"type", "interval"} and rep["num_patients"] >= 1
+    assert rep["subsets"]["all"]["sens_ci"] is not None
+    with open(tmp_path / "a" / "froc.json") as f, open(wd / "froc.json") as g:
+        assert json.load(f) == json.load(g)  # the paper's table as before
+    with open(plain) as f:
+        images = json.load(f)["images"]
+    assert len(images) == 4 and all("patient" in i and "gt_lesion_type" in i for i in images)
+
+    log = run("test.py", CONFIG, str(wd / "epoch_1.pth"), "--work-dir", str(tmp_path / "b"), "--out",
+              str(tta), "--tta", "--bootstrap", "0", "--cfg-options", *TINY, root=prepared_root)
+    assert "DeepLesionTTAModel" in log and "TestTimeAug" in log  # the config the runner used
+    assert "no confidence intervals" not in log  # --bootstrap 0 is asked for, not a fall-back
+    with open(tmp_path / "b" / "froc_breakdown.json") as f:
+        assert json.load(f)["bootstrap"] is None
+    with open(tta) as f:
+        tta_images = json.load(f)["images"]
+    assert [i["file_name"] for i in tta_images] == [i["file_name"] for i in images]
+    assert [i["gt_boxes"] for i in tta_images] == [i["gt_boxes"] for i in images]  # original orientation
+    assert [i["pred_boxes"] for i in tta_images] != [i["pred_boxes"] for i in images]
+    log = run("compare_froc.py", str(tta), str(plain), "--bootstrap", "100", "--out-dir",
+              str(tmp_path / "cmp"), root=prepared_root)
+    assert "paired comparison: tta - plain" in log
+    with open(tmp_path / "cmp" / "froc_compare.json") as f:
+        assert json.load(f)["bootstrap"]["resamples"] == 100
+
+
 def test_resume_continues_from_last_checkpoint(trained, prepared_root, tmp_path):
     import shutil
 
@@ -213,6 +252,15 @@ TOOL_CASES = [
      r"1 not in the model, e.g. extra.weight.*checkpoint_strict=False"),
     ("test", [CFG_ABS, "images.zip"], 1, r"images.zip is not a PyTorch checkpoint that can be read"),
     ("test", [CFG_ABS], 2, r"the following arguments are required: checkpoint"),
+    ("test", [CFG_ABS, "other.pth", "--breakdown", "organ"], 2, r"--breakdown organ: unknown breakdown"),
+    ("test", [CFG_ABS, "other.pth", "--bootstrap", "-1"], 2, r"--bootstrap must be >= 0, got -1"),
+    # a picked group without lesions in the test split stops before the model is built
+    ("test", [CFG_ABS, "other.pth", "--breakdown", "type:mediastinum"], 1,
+     r"deeplesion_test.json: group type:mediastinum has no lesions in this split"),
+    # with --tta the checkpoint is checked against the detector inside the TTA wrapper
+    ("test", [CFG_ABS, "other.pth", "--tta"], 1,
+     r"other.pth does not fit the model of .*: .*shape mismatches \(checkpoint vs model\), e.g. "
+     r"backbone.net.body.model.features.conv0.weight \(3,\) vs "),
     ("train", [CFG_ABS, "--cfg-options", "train_dataloader.dataset.data_root=empty_root/"], 1,
      r"train_dataloader: annotation file .*deeplesion_train.json does not exist. DeepLesion is expected"),
     ("train", [CFG_ABS, "--work-dir", "/proc/alignshift"], 1, r"work dir /proc/alignshift is not writable"),

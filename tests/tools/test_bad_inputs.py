@@ -14,12 +14,12 @@ import sys
 
 import pytest
 
-from alignshift.apps import demo, eval_froc, make_synthetic_deeplesion, prepare_deeplesion
+from alignshift.apps import compare_froc, demo, eval_froc, make_synthetic_deeplesion, prepare_deeplesion
 from alignshift.apps.cli import run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOLS = {"make_synthetic_deeplesion": make_synthetic_deeplesion, "prepare_deeplesion": prepare_deeplesion,
-         "eval_froc": eval_froc, "demo": demo}
+         "eval_froc": eval_froc, "compare_froc": compare_froc, "demo": demo}
 
 GOOD = {"file_name": "a/1.png", "thickness": 5.0, "gt_boxes": [[0, 0, 10, 10]],
         "pred_boxes": [[0, 0, 10, 10, 0.9]]}
@@ -64,10 +64,21 @@ def ws(synthetic_root, tmp_path_factory):
         "no_gt.json": _preds([{k: v for k, v in GOOD.items() if k != "gt_boxes"}]),
         "gt_empty.json": _preds([{**GOOD, "gt_boxes": []}]),
         "good.json": _preds([GOOD]),
+        "good2.json": _preds([{**GOOD, "pred_boxes": []}]),
+        "other_image.json": _preds([{**GOOD, "file_name": "a/2.png"}]),
+        "dup_id.json": _preds([{k: v for k, v in {**GOOD, "img_id": 7}.items() if k != "file_name"}] * 2),
     }
     for name, text in files.items():
         (ws / "p" / name).write_text(text)
     shutil.copy(syn / "annotations" / "deeplesion_train.json", ws / "p" / "ann.json")
+    # predictions for the prepared test split (noisy lesions left out, as published)
+    with open(syn / "annotations" / "deeplesion_test.json") as f:
+        test = json.load(f)
+    (ws / "p" / "test_preds.json").write_text(_preds(
+        [{"file_name": i["file_name"], "thickness": i["thickness"], "pred_boxes": []}
+         for i in test["images"]]))
+    (ws / "p" / "stranger.json").write_text(_preds(
+        [{"file_name": "999999_01_01/001.png", "thickness": 1.0, "pred_boxes": []}]))
     return ws
 
 
@@ -120,19 +131,67 @@ CASES = [
     ("eval_froc", ["p/thick_abc.json"], 1, r"'thickness' must be a finite number > 0 \(mm\), got 'abc'"),
     ("eval_froc", ["p/not_object.json"], 1, r"images\[1\] must be an object"),
     ("eval_froc", ["p/dup.json"], 1, r"images\[1\] \(a/1.png\): names the same image as images\[0\]"),
-    ("eval_froc", ["p/no_gt.json"], 2, r"1 images have no 'gt_boxes' .* pass the annotation file with --gt"),
+    ("eval_froc", ["p/dup_id.json"], 1, r"images\[1\]: names the same image as images\[0\]"),
+    ("eval_froc", ["p/no_gt.json"], 1,
+     r"images\[0\] \(a/1.png\) has no 'gt_boxes'.*; pass the annotation file with --gt"),
     ("eval_froc", ["p/gt_empty.json"], 1, r"no ground-truth boxes in any of its 1 images"),
     ("eval_froc", ["p/ann.json"], 1, r"is an annotation file .* not predictions"),
     ("eval_froc", ["p/good.json", "--gt", "p/good.json"], 1,
      r"is a predictions file, not an annotation file"),
     ("eval_froc", ["p/good.json", "--gt", "p/nope.json"], 1, r"annotation file .*nope.json does not exist"),
-    ("eval_froc", ["p/good.json", "--gt", "p/ann.json"], 1, r"1 predicted images are not in .*ann.json"),
+    ("eval_froc", ["p/good.json", "--gt", "p/ann.json"], 1,
+     r"1 predicted images are not in .*ann.json, e.g. a/1.png"),
+    ("eval_froc", ["p/stranger.json", "--gt", "syn/annotations/deeplesion_test.json"], 1,
+     r"1 predicted images are not in .*deeplesion_test.json, e.g. 999999_01_01/001.png"),
     ("eval_froc", ["p/good.json", "--iou-thr", "1.5"], 2, r"--iou-thr must be in \(0, 1\], got 1.5"),
     ("eval_froc", ["p/good.json", "--iou-thr", "-1"], 2, r"--iou-thr must be in \(0, 1\]"),
     ("eval_froc", ["p/good.json", "--iou-thr", "0"], 2, r"--iou-thr must be in \(0, 1\]"),
     ("eval_froc", ["p/good.json", "--out-dir", A], 1, r"mine is not empty and was not written by eval_froc"),
     ("eval_froc", ["p/good.json", "--out-dir", "notes.txt"], 1, r"exists and is not a folder"),
     ("eval_froc", ["p/good.json", "--iou_thr", "0.5"], 2, r"unrecognized arguments: --iou_thr"),
+    # eval_froc: breakdowns, bootstrap and protocol options
+    ("eval_froc", ["p/good.json", "--breakdown", "interval:1-2"], 1,
+     r"good.json: group interval:1-2 has no lesions in this split"),
+    ("eval_froc", ["p/test_preds.json", "--gt", "syn/annotations/deeplesion_test.json", "--breakdown",
+                   "type:mediastinum"], 1,
+     r"deeplesion_test.json: group type:mediastinum has no lesions in this split"),
+    ("eval_froc", ["p/good.json", "--breakdown", "organ"], 2,
+     r"--breakdown organ: unknown breakdown 'organ'"),
+    ("eval_froc", ["p/good.json", "--breakdown", "type:brain"], 2,
+     r"unknown group 'brain' of breakdown type: expected one of bone, abdomen"),
+    ("eval_froc", ["p/good.json", "--breakdown", "type"], 1,
+     r"images\[0\] \(a/1.png\) has no field 'gt_lesion_type', which the breakdown by lesion type needs; "
+     r"pass the annotation file with --gt"),
+    ("eval_froc", ["p/good.json", "--bootstrap", "5"], 1,
+     r"has no field 'patient', which the patient bootstrap needs; .*--gt .*or --bootstrap 0"),
+    ("eval_froc", ["p/good.json", "--bootstrap", "-1"], 2, r"--bootstrap must be >= 0, got -1"),
+    ("eval_froc", ["p/good.json", "--level", "95"], 2, r"--level must be in \(0, 1\), got 95"),
+    ("eval_froc", ["p/good.json", "--size-bins", "20,10"], 2,
+     r"--size-bins: size bin edges must be increasing"),
+    ("eval_froc", ["p/good.json", "--interval-bins", "1,two"], 2,
+     r"argument --interval-bins: expected comma-separated numbers in mm, got '1,two'"),
+    ("eval_froc", ["p/good.json", "--criterion", "dice"], 2, r"argument --criterion: invalid choice: 'dice'"),
+    ("eval_froc", ["p/good.json", "--avg", "0.5-8"], 2, r"argument --avg: invalid choice"),
+    ("eval_froc", ["p/good.json", "--keep-noisy"], 1, r"has no field 'gt_noisy', which keeping the noisy "),
+    ("eval_froc", ["p/test_preds.json", "--gt", "syn/annotations/deeplesion_test.json", "--keep-noisy"], 1,
+     r"written without the noisy lesions \(noisy_lesions: excluded\)"),
+    # compare_froc
+    ("compare_froc", ["p/good.json", "p/nope.json"], 1, r"predictions file .*nope.json does not exist"),
+    ("compare_froc", ["p/good.json", "p/good.json"], 2, r"A and B are the same file \(p/good.json\)"),
+    ("compare_froc", ["p/good.json", "p/other_image.json"], 1,
+     r"image a/1.png of p/good.json is not in p/other_image.json: the two detectors must be evaluated "
+     r"on the same images"),
+    ("compare_froc", ["p/good.json", "p/dup.json"], 1, r"images\[1\] \(a/1.png\): names the same image"),
+    ("compare_froc", ["p/test_preds.json", "p/stranger.json", "--gt", "syn/annotations/deeplesion_test.json"],
+     1, r"1 predicted images are not in .*deeplesion_test.json, e.g. 999999_01_01/001.png"),
+    ("compare_froc", ["p/good.json", "p/good2.json", "--breakdown", "interval:<=1"], 1,
+     r"group interval:<=1 has no lesions in this split"),
+    ("compare_froc", ["p/good.json", "p/good2.json", "--bootstrap", "10"], 1,
+     r"has no field 'patient', which the paired patient bootstrap needs; .*or --bootstrap 0"),
+    ("compare_froc", ["p/good.json", "p/good2.json", "--out-dir", A], 1,
+     r"mine is not empty and was not written by compare_froc"),
+    ("compare_froc", ["p/good.json", "p/good2.json", "--labels", "x"], 2, r"argument --labels: expected 2"),
+    ("compare_froc", ["p/good.json"], 2, r"the following arguments are required: B.json"),
     # the demo hands a user's folder to no destructive step: the generator refuses it, untouched
     ("demo", ["--data-root", A, "--work-dir", "new"], 1, r"mine is not empty and was not written by"),
     ("demo", ["--data-root", ".", "--work-dir", "new"], 1, r"is not empty and was not written by make_synth"),
@@ -152,7 +211,8 @@ def test_bad_input_is_one_line_and_touches_nothing(ws, monkeypatch, capsys, tool
     monkeypatch.delenv("DEEPLESION_ROOT")
     monkeypatch.delenv("ALIGNSHIFT_DEBUG", raising=False)
     before = snapshot(ws)
-    assert run_cli(TOOLS[tool].main, argv, prog=f"{tool}.py") == code
+    hints = getattr(TOOLS[tool], "HINTS", None)  # as the tool's cli() passes them
+    assert run_cli(TOOLS[tool].main, argv, prog=f"{tool}.py", hints=hints) == code
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"{tool}.py: error: "), err
     assert re.search(match, err[0]), err[0]
@@ -171,6 +231,7 @@ def test_env_data_root_is_honoured(ws, monkeypatch, capsys):
     ("make_synthetic_deeplesion.py", ["--out", "mine"], 1, "mine is not empty and was not written"),
     ("prepare_deeplesion.py", ["--data-root", "bad_rows"], 1, "2 malformed rows"),
     ("eval_froc.py", ["p/inverted.json"], 1, "is inverted"),
+    ("compare_froc.py", ["p/good.json", "p/other_image.json"], 1, "is not in p/other_image.json"),
 ])
 def test_entry_points_print_one_line(ws, tool, argv, code, match):
     before = snapshot(ws)
@@ -211,9 +272,19 @@ def test_success_paths_keep_user_files(ws, tmp_path, monkeypatch, capsys):
     (work / "p.json").write_text(_preds([GOOD]))
     assert run_cli(eval_froc.main, ["p.json", "--out-dir", "rep"]) == 0
     (work / "rep" / "mine.txt").write_text("keep")
-    assert run_cli(eval_froc.main, ["p.json", "--out-dir", "rep"]) == 0
+    assert run_cli(eval_froc.main, ["p.json", "--out-dir", "rep", "--breakdown", "interval"]) == 0
     out = capsys.readouterr().out
-    assert f"wrote froc_table.txt, froc.png, froc.json to {work / 'rep'}" in out
+    assert (f"wrote froc_table.txt, froc.png, froc.json, froc_breakdown.txt, froc_breakdown.md, "
+            f"froc_breakdown.json, froc_breakdown.png to {work / 'rep'}") in out
+    # an empty group of a full breakdown: "n = 0" and no figure, never 0 % or 100 %
+    for text in (out, (work / "rep" / "froc_breakdown.txt").read_text(),
+                 (work / "rep" / "froc_breakdown.md").read_text()):
+        rows = [ln for ln in text.splitlines() if "<=1 (n = 0)" in ln]
+        assert len(rows) == 1 and "0.00" not in rows[0] and "100" not in rows[0], rows
+    with open(work / "rep" / "froc_breakdown.json") as f:
+        groups = json.load(f)["breakdowns"]["interval"]["groups"]
+    assert groups["<=1"] == {"num_lesions": 0, "sens": None, "avg": None}
+    assert groups[">3"]["num_lesions"] == 1 and groups[">3"]["avg"] == 1.0
     assert "neighbour slices" in out  # the fall-backs of the synthetic release are counted
     for p in ("keep.txt", "gen/mine.txt", "syn/annotations/mine.txt", "syn/Images_png/mine.txt",
               "rep/mine.txt"):

@@ -46,3 +46,36 @@ def test_make_synthetic_cli_reuses(tmp_path, capsys):
     with pytest.raises(UsageError, match="--image-size must be >= 64"):
         make_synthetic_deeplesion.main(["--out", str(tmp_path / "x"), "--image-size", "16"])
     assert not (tmp_path / "x").exists()
+
+
+def test_prepare_include_noisy_keeps_the_flagged_lesions_and_says_so(synthetic_root, tmp_path):
+    """--include-noisy keeps the Possibly_noisy lesions with their flag and records it in info;
+    every image carries its Patient_index (the patient bootstrap resamples by it)."""
+    import csv
+
+    root = tmp_path / "dl"
+    shutil.copytree(synthetic_root, root, ignore=shutil.ignore_patterns("annotations"))
+    with open(root / "DL_info.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    col, split_col = rows[0].index("Possibly_noisy"), rows[0].index("Train_Val_Test")
+    test_rows = [r for r in rows[1:] if r[split_col] == "3"]
+    flagged = test_rows[0]
+    flagged[col] = "1"
+    with open(root / "DL_info.csv", "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    patients = {r[0]: int(r[rows[0].index("Patient_index")]) for r in rows[1:]}
+
+    def test_split(*opts):
+        out = tmp_path / ("ann" + "".join(opts))
+        assert prepare_deeplesion.main(["--data-root", str(root), "--out", str(out), *opts]) == 0
+        with open(out / "deeplesion_test.json") as f:
+            return json.load(f)
+
+    published, kept = test_split(), test_split("--include-noisy")
+    assert published["info"]["noisy_lesions"] == "excluded" and kept["info"]["noisy_lesions"] == "kept"
+    lines = lambda ann, noisy: sorted(a["csv_line"] for a in ann["annotations"] if a["noisy"] == noisy)  # noqa: E731
+    assert lines(published, True) == [] and len(lines(kept, True)) == 1
+    assert len(kept["annotations"]) == len(published["annotations"]) + 1
+    assert lines(kept, False) == lines(published, False)
+    for ann in (published, kept):
+        assert all(img["patient"] == patients[img["file_name"].replace("/", "_")] for img in ann["images"])
