@@ -14,10 +14,13 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TIMEOUT_S = 600
+
+pytestmark = pytest.mark.e2e
 
 HOOK = '''
 import os
@@ -26,8 +29,6 @@ import torch
 import torch.distributed as dist
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
-
-pytestmark = pytest.mark.e2e
 
 
 @HOOKS.register_module()
