@@ -1,7 +1,8 @@
 """An mmdet detector as the callable :func:`alignshift.inference.run_detector` expects.
 
 ``tools/infer_volume.py`` builds the config's model with :func:`build_detector` and prepares the
-scan's slices as :func:`preprocess_from_config` reads the config's test pipeline.
+scan's slices as the config's test pipeline prepares DeepLesion
+(:func:`alignshift.inference.preprocess_from_test_pipeline`, framework-free).
 """
 
 from __future__ import annotations
@@ -10,42 +11,9 @@ from typing import List
 
 import numpy as np
 
-from alignshift.data.deeplesion import DEFAULT_WINDOW
 from alignshift.errors import UserError
-from alignshift.inference import PreprocessConfig
 
-__all__ = ["MMDetDetector", "build_detector", "preprocess_from_config"]
-
-_KNOWN_TRANSFORMS = {"LoadDeepLesionSlices", "Resize", "LoadAnnotations", "PackDetInputs"}
-
-
-def preprocess_from_config(cfg) -> PreprocessConfig:
-    """The slice preparation the config's test dataset and pipeline describe."""
-    ds = cfg.test_dataloader.dataset
-    vals = dict(num_slices=ds.get("num_slices", 7), norm_interval=ds.get("norm_interval", 2.0),
-                interpolate=ds.get("interpolate", True), window=ds.get("window", DEFAULT_WINDOW))
-    scale = None
-    for t in ds.get("pipeline", []):
-        kind = t.get("type")
-        if kind == "LoadDeepLesionSlices":
-            vals.update({k: t[k] for k in ("num_slices", "norm_interval", "interpolate", "window")
-                         if t.get(k) is not None})
-        elif kind == "Resize":
-            if not t.get("keep_ratio", False):
-                raise UserError(f"{cfg.filename}: test pipeline Resize with keep_ratio=False is not "
-                                "supported by infer_volume; expected keep_ratio=True")
-            s = t.get("scale")
-            scale = (int(s), int(s)) if isinstance(s, (int, float)) else (int(s[0]), int(s[1]))
-        elif kind not in _KNOWN_TRANSFORMS:
-            raise UserError(f"{cfg.filename}: test pipeline transform {kind!r} is not reproduced by "
-                            f"infer_volume (it knows {sorted(_KNOWN_TRANSFORMS)})")
-    backbone_slices = cfg.model.get("backbone", {}).get("num_slices")
-    if backbone_slices is not None and int(backbone_slices) != int(vals["num_slices"]):
-        raise UserError(f"{cfg.filename}: the backbone takes {backbone_slices} slices but the test dataset "
-                        f"prepares {vals['num_slices']}")
-    return PreprocessConfig(num_slices=int(vals["num_slices"]), norm_interval=float(vals["norm_interval"]),
-                            interpolate=bool(vals["interpolate"]),
-                            window=tuple(float(v) for v in vals["window"]), img_scale=scale)
+__all__ = ["MMDetDetector", "build_detector"]
 
 
 class MMDetDetector:

@@ -152,18 +152,23 @@ def test_list_series_and_choice(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name,expected", [
-    ("deeplesion/fasterrcnn_densenet_alignshift_3slice.py", (3, 2.0, False, (512, 512))),
-    ("deeplesion/fasterrcnn_densenet_alignshift_7slice.py", (7, 2.0, False, (512, 512))),
-    ("deeplesion/fasterrcnn_densenet_2.5d_3slice.py", (3, 2.0, True, (512, 512))),
-    ("demo/alignshift_3slice_synthetic.py", (3, 2.0, False, (128, 128))),
+    ("deeplesion/fasterrcnn_densenet_alignshift_3slice.py", (3, 2.0, False, (512, 512), "deeplesion")),
+    ("deeplesion/fasterrcnn_densenet_alignshift_7slice.py", (7, 2.0, False, (512, 512), "deeplesion")),
+    ("deeplesion/fasterrcnn_densenet_2.5d_3slice.py", (3, 2.0, True, (512, 512), "deeplesion")),
+    ("demo/alignshift_3slice_synthetic.py", (3, 2.0, False, (128, 128), "deeplesion")),
+    ("deeplesion/official/alignshift_3slice.py", (3, 2.0, False, (512, 512), "v1")),
+    ("deeplesion/official/alignshift_7slice.py", (7, 2.0, False, (512, 512), "v1")),
+    ("deeplesion/official/tsm_3slice.py", (3, 2.0, True, (512, 512), "v1")),
+    ("deeplesion/official/tsm_7slice.py", (7, 2.0, True, (512, 512), "v1")),
 ])
 def test_preprocess_read_from_configs(name, expected):
     from mmengine.config import Config
 
-    from mmdet_plugins.inference import preprocess_from_config
+    from alignshift.inference import preprocess_from_test_pipeline
 
-    pre = preprocess_from_config(Config.fromfile(os.path.join(ROOT, "configs", name)))
-    assert (pre.num_slices, pre.norm_interval, pre.interpolate, pre.img_scale) == expected
+    cfg = Config.fromfile(os.path.join(ROOT, "configs", name))
+    pre = preprocess_from_test_pipeline(cfg.test_dataloader.dataset, cfg.model, cfg.filename)
+    assert (pre.num_slices, pre.norm_interval, pre.interpolate, pre.img_scale, pre.sampler) == expected
     assert pre.window == (-1024.0, 2050.0)
 
 
