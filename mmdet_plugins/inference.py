@@ -7,7 +7,7 @@ scan's slices as the config's test pipeline prepares DeepLesion
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 
@@ -19,22 +19,32 @@ __all__ = ["MMDetDetector", "build_detector"]
 class MMDetDetector:
     """An mmdet detector as the callable :func:`alignshift.inference.run_detector` expects.
 
-    ``__call__(images: (B, D, H, W) float32 [0, 255], thickness: (B,)) -> B arrays (N, 5)``.
+    ``__call__(images: (B, D, H, W) float32 [0, 255], thickness: (B,), scale_factors: (B, 2))
+    -> B arrays (N, 5)``: it takes the scale factors (``takes_scale_factor``), so the model rescales
+    its boxes to the slice's pixels before its NMS, exactly as in ``tools/test.py`` (the published
+    configs' NMS counts box sides with +1, which is not scale-invariant).
     """
+
+    takes_scale_factor = True
 
     def __init__(self, model, device: str) -> None:
         self.model, self.device = model, device
 
-    def __call__(self, images: np.ndarray, thickness: np.ndarray) -> List[np.ndarray]:
+    def __call__(self, images: np.ndarray, thickness: np.ndarray,
+                 scale_factors: Optional[np.ndarray] = None) -> List[np.ndarray]:
         import torch
         from mmdet.structures import DetDataSample
 
+        if scale_factors is None:
+            scale_factors = np.ones((len(images), 2))
         inputs, samples = [], []
-        for im, t in zip(images, thickness):
+        for im, t, (sx, sy) in zip(images, thickness, np.asarray(scale_factors, np.float64)):
             h, w = im.shape[1:]
             inputs.append(torch.from_numpy(np.ascontiguousarray(im)))
-            samples.append(DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
-                                                       scale_factor=(1.0, 1.0), thickness=float(t))))
+            ori = (int(round(h / sy)), int(round(w / sx)))
+            samples.append(DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=ori,
+                                                       scale_factor=(float(sx), float(sy)),
+                                                       thickness=float(t))))
         with torch.no_grad():
             out = self.model.test_step(dict(inputs=inputs, data_samples=samples))
         res = []
