@@ -136,3 +136,53 @@ def test_infer_volume_model_gives_the_detections_of_tools_test(release, name, tm
             checked += 1
         assert (out / "report.html").is_file()
     assert checked == len(preds) + len(SERIES[DICOM][2])
+
+
+def test_infer_volume_tta_is_mmdets_flip_tta_of_the_official_config(release, tmp_path, capsys):
+    """``infer_volume --tta`` merges as the config's test with flip TTA does (``enable_flip_tta``:
+    mmdet's TestTimeAug pipeline and ``DeepLesionTTAModel``, what ``tools/test.py --tta`` runs)."""
+    from mmdet.registry import DATASETS, MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.config import Config
+    from mmengine.dataset import pseudo_collate
+    from mmengine.runner import load_checkpoint
+
+    import mmdet_plugins  # noqa: F401
+    from alignshift.apps import infer_volume
+    from mmdet_plugins.tta import enable_flip_tta
+
+    root, scans = release
+    name = "alignshift_3slice"
+    published = tmp_path / "published.pth"
+    torch.save(fake_published_checkpoint(3, "alignshift", seed=11), published)
+    checkpoints = tmp_path / "checkpoints"
+    out = tmp_path / "infer"
+    scan, series = scans[0]
+    argv = [scan, "--model", name, "--checkpoints", str(checkpoints), "--from", str(published), "--out",
+            str(out), "--tta", "--score-thr", "0", "--no-progress", "--no-report", "--cfg-options", *FAST]
+    assert run_cli(infer_volume.main, argv, prog="infer_volume.py", hints=infer_volume.HINTS) == 0
+    assert f"model: {name} ({checkpoints / name}.pth), flip TTA" in capsys.readouterr().out
+    ours = {s["slice"]: s["detections"] for s in json.loads((out / "detections.json").read_text())["slices"]}
+
+    register_all_modules(init_default_scope=True)
+    cfg = Config.fromfile(os.path.join(ROOT, "configs", "deeplesion", "official", f"{name}.py"))
+    cfg.merge_from_dict({"test_dataloader.dataset.pipeline.1.scale": (SCALE, SCALE),
+                         "model.test_cfg.rpn.max_per_img": 30})  # FAST
+    enable_flip_tta(cfg)
+    ds_cfg = cfg.test_dataloader.dataset.copy()
+    ds_cfg.update(data_root=f"{root}/")
+    dataset = DATASETS.build(ds_cfg)
+    model = MODELS.build(cfg.model).eval()
+    load_checkpoint(model.module, str(checkpoints / f"{name}.pth"), map_location="cpu", logger="silent")
+    checked = 0
+    for i in range(len(dataset)):
+        sample = dataset[i]
+        file_name = sample["data_samples"][0].metainfo["file_name"]
+        if not file_name.startswith(series):
+            continue
+        with torch.no_grad():
+            pred = model.test_step(pseudo_collate([sample]))[0].pred_instances
+        theirs = np.hstack([pred.bboxes.numpy(), pred.scores.numpy()[:, None]])
+        assert_same_detections(ours[int(file_name[-7:-4]) - FIRST], theirs, file_name)
+        checked += 1
+    assert checked == len(SERIES[series][2])
