@@ -288,3 +288,45 @@ def test_dicom_series_with_seg_report_and_markers(checkpoint, tmp_path, capsys):
     assert cli([*args, "--no-report"]) == 0
     assert not (out / "report.html").exists() and not (out / "lesions_seg.dcm").exists()
     assert "report.html:" not in capsys.readouterr().out
+
+
+def test_documented_model_commands(volume, tmp_path, capsys, monkeypatch):
+    """README's and docs/inference.md's one-command form, verbatim, in a fresh folder: the zoo model
+    is fetched (a local stand-in for the Google Drive folder serves a published-layout fixture
+    snapshot with random weights), converted to checkpoints/, and run on a NIfTI and on a DICOM
+    series. Appended, for speed only: 64-pixel inputs and 30 proposals (the stand-in's scores sit
+    near 0.5, so every detection is kept)."""
+    import functools
+
+    import torch
+
+    from alignshift.apps import infer_volume
+    from alignshift.apps.zoo.testing import fake_published_checkpoint
+    from alignshift.inference.phantom import write_dicom_series
+
+    pytest.importorskip("highdicom")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    sitk.WriteImage(sitk.ReadImage(str(volume[0])), "scan.nii.gz")
+    write_dicom_series("dicom_series", sitk.GetArrayFromImage(volume[1]).astype(np.float32), (0.9, 0.9), 5.0)
+    fetched = []
+
+    def drive(folder_id, output, quiet):  # stands in for gdown.download_folder
+        fetched.append(folder_id)
+        name = os.path.join(output, "densenet_align_7slice.pth")
+        torch.save(fake_published_checkpoint(7, "alignshift", seed=1), name)
+        return [output]
+
+    main = functools.partial(infer_volume.main, drive_downloader=drive)
+    fast = ["--cfg-options", "test_dataloader.dataset.pipeline.1.scale=(64,64)",
+            "model.test_cfg.rpn.max_per_img=30", "--score-thr", "0", "--no-progress"]
+    for documented in ("scan.nii.gz --model alignshift_7slice",
+                       "dicom_series/ --model alignshift_7slice --dicom-seg"):
+        assert run_cli(main, documented.split() + fast, prog="infer_volume.py", hints=infer_volume.HINTS) == 0
+    log = capsys.readouterr().out
+    assert len(fetched) == 1 and os.path.isfile("checkpoints/alignshift_7slice.pth")  # fetched once
+    assert "dropped the mask head" in log and "sampler='v1'" in log
+    for out in ("work_dirs/infer/scan", "work_dirs/infer/dicom_series"):
+        assert {"detections.json", "lesions.csv", "overlays", "report.html"} <= set(os.listdir(out))
+    assert os.path.isfile("work_dirs/infer/dicom_series/lesions_seg.dcm")
+    assert "Images: 40 x 48 pixels, the scan's full resolution, lossless (PNG)." in log
