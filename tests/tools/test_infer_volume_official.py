@@ -153,7 +153,7 @@ def test_infer_volume_tta_is_mmdets_flip_tta_of_the_official_config(release, tmp
 
     root, scans = release
     name = "alignshift_3slice"
-    published = tmp_path / "published.pth"
+    published = tmp_path / "densenet_align_3slice.pth"  # docs/inference.md's --from example
     torch.save(fake_published_checkpoint(3, "alignshift", seed=11), published)
     checkpoints = tmp_path / "checkpoints"
     out = tmp_path / "infer"
