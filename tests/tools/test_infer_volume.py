@@ -326,6 +326,8 @@ def test_documented_model_commands(volume, tmp_path, capsys, monkeypatch):
     log = capsys.readouterr().out
     assert len(fetched) == 1 and os.path.isfile("checkpoints/alignshift_7slice.pth")  # fetched once
     assert "dropped the mask head" in log and "sampler='v1'" in log
+    # 6 slices of 5 mm, a 7-slice input reaching 3 either side: said once per run
+    assert log.count("note: the scan has 6 slices but the model's 7-slice input reaches 3 slices") == 2
     for out in ("work_dirs/infer/scan", "work_dirs/infer/dicom_series"):
         assert {"detections.json", "lesions.csv", "overlays", "report.html"} <= set(os.listdir(out))
     assert os.path.isfile("work_dirs/infer/dicom_series/lesions_seg.dcm")
