@@ -1,72 +1,50 @@
 """An mmdet detector as the callable :func:`alignshift.inference.run_detector` expects.
 
 ``tools/infer_volume.py`` builds the config's model with :func:`build_detector` and prepares the
-scan's slices as :func:`preprocess_from_config` reads the config's test pipeline.
+scan's slices as the config's test pipeline prepares DeepLesion
+(:func:`alignshift.inference.preprocess_from_test_pipeline`, framework-free).
 """
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 
-from alignshift.data.deeplesion import DEFAULT_WINDOW
 from alignshift.errors import UserError
-from alignshift.inference import PreprocessConfig
 
-__all__ = ["MMDetDetector", "build_detector", "preprocess_from_config"]
-
-_KNOWN_TRANSFORMS = {"LoadDeepLesionSlices", "Resize", "LoadAnnotations", "PackDetInputs"}
-
-
-def preprocess_from_config(cfg) -> PreprocessConfig:
-    """The slice preparation the config's test dataset and pipeline describe."""
-    ds = cfg.test_dataloader.dataset
-    vals = dict(num_slices=ds.get("num_slices", 7), norm_interval=ds.get("norm_interval", 2.0),
-                interpolate=ds.get("interpolate", True), window=ds.get("window", DEFAULT_WINDOW))
-    scale = None
-    for t in ds.get("pipeline", []):
-        kind = t.get("type")
-        if kind == "LoadDeepLesionSlices":
-            vals.update({k: t[k] for k in ("num_slices", "norm_interval", "interpolate", "window")
-                         if t.get(k) is not None})
-        elif kind == "Resize":
-            if not t.get("keep_ratio", False):
-                raise UserError(f"{cfg.filename}: test pipeline Resize with keep_ratio=False is not "
-                                "supported by infer_volume; expected keep_ratio=True")
-            s = t.get("scale")
-            scale = (int(s), int(s)) if isinstance(s, (int, float)) else (int(s[0]), int(s[1]))
-        elif kind not in _KNOWN_TRANSFORMS:
-            raise UserError(f"{cfg.filename}: test pipeline transform {kind!r} is not reproduced by "
-                            f"infer_volume (it knows {sorted(_KNOWN_TRANSFORMS)})")
-    backbone_slices = cfg.model.get("backbone", {}).get("num_slices")
-    if backbone_slices is not None and int(backbone_slices) != int(vals["num_slices"]):
-        raise UserError(f"{cfg.filename}: the backbone takes {backbone_slices} slices but the test dataset "
-                        f"prepares {vals['num_slices']}")
-    return PreprocessConfig(num_slices=int(vals["num_slices"]), norm_interval=float(vals["norm_interval"]),
-                            interpolate=bool(vals["interpolate"]),
-                            window=tuple(float(v) for v in vals["window"]), img_scale=scale)
+__all__ = ["MMDetDetector", "build_detector"]
 
 
 class MMDetDetector:
     """An mmdet detector as the callable :func:`alignshift.inference.run_detector` expects.
 
-    ``__call__(images: (B, D, H, W) float32 [0, 255], thickness: (B,)) -> B arrays (N, 5)``.
+    ``__call__(images: (B, D, H, W) float32 [0, 255], thickness: (B,), scale_factors: (B, 2))
+    -> B arrays (N, 5)``: it takes the scale factors (``takes_scale_factor``), so the model rescales
+    its boxes to the slice's pixels before its NMS, exactly as in ``tools/test.py`` (the published
+    configs' NMS counts box sides with +1, which is not scale-invariant).
     """
+
+    takes_scale_factor = True
 
     def __init__(self, model, device: str) -> None:
         self.model, self.device = model, device
 
-    def __call__(self, images: np.ndarray, thickness: np.ndarray) -> List[np.ndarray]:
+    def __call__(self, images: np.ndarray, thickness: np.ndarray,
+                 scale_factors: Optional[np.ndarray] = None) -> List[np.ndarray]:
         import torch
         from mmdet.structures import DetDataSample
 
+        if scale_factors is None:
+            scale_factors = np.ones((len(images), 2))
         inputs, samples = [], []
-        for im, t in zip(images, thickness):
+        for im, t, (sx, sy) in zip(images, thickness, np.asarray(scale_factors, np.float64)):
             h, w = im.shape[1:]
             inputs.append(torch.from_numpy(np.ascontiguousarray(im)))
-            samples.append(DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
-                                                       scale_factor=(1.0, 1.0), thickness=float(t))))
+            ori = (int(round(h / sy)), int(round(w / sx)))
+            samples.append(DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=ori,
+                                                       scale_factor=(float(sx), float(sy)),
+                                                       thickness=float(t))))
         with torch.no_grad():
             out = self.model.test_step(dict(inputs=inputs, data_samples=samples))
         res = []

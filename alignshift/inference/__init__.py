@@ -20,7 +20,7 @@ from ..errors import require
 
 require("SimpleITK", "inference", "reading CT volumes (alignshift.inference)")
 
-from .dicom_seg import DicomSegInfo, write_dicom_seg
+from .dicom_seg import DicomSegInfo, check_dicom_seg_source, write_dicom_seg
 from .driver import (
                      SAMPLERS,
                      Detector,
@@ -61,8 +61,8 @@ from .volume import (
 __all__ = [
     "CSV_COLUMNS", "Candidate", "Detector", "DicomSegInfo", "DicomSeries", "FORMAT", "KNOWN_TRANSFORMS",
     "PreprocessConfig", "REPORT_MAX_BYTES", "ReportInfo", "SAMPLERS", "Volume", "VolumeError", "VolumeResult",
-    "WINDOW_PRESETS",
-    "WORKING_ORIENTATION", "describe_candidate", "detect_volume", "flip_tta", "label_image",
+    "WINDOW_PRESETS", "WORKING_ORIENTATION", "check_dicom_seg_source", "describe_candidate", "detect_volume",
+    "flip_tta", "label_image",
     "link_detections", "list_dicom_series", "mask_array", "mask_filename", "merge_flipped", "neighbour_mix",
     "prepare_slice",
     "preprocess_from_test_pipeline", "read_volume", "resize_keep_ratio", "result_from_detections",

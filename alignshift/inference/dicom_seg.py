@@ -32,7 +32,7 @@ from ..version import __version__
 from .outputs import VolumeResult
 from .volume import Volume
 
-__all__ = ["ALGORITHM_NAME", "DicomSegInfo", "candidate_frames", "write_dicom_seg"]
+__all__ = ["ALGORITHM_NAME", "DicomSegInfo", "candidate_frames", "check_dicom_seg_source", "write_dicom_seg"]
 
 ALGORITHM_NAME = "alignshift"
 
@@ -87,6 +87,21 @@ def _source_kind(volume: Volume) -> str:
     return "a file" if os.path.isfile(volume.source) else "not a DICOM series"
 
 
+def check_dicom_seg_source(volume: Volume) -> None:
+    """Raise :class:`UserError` (``field="dicom_seg"``) unless a DICOM SEG can be written on ``volume``:
+    it must be read from a DICOM series of single-frame images, not resampled. Cheap: call it before
+    a long detection run."""
+    if volume.dicom_files is None:
+        raise UserError(f"{volume.source}: a DICOM SEG references the images of a DICOM series; this scan "
+                        f"is {_source_kind(volume)}", field="dicom_seg")
+    if volume.resampled:
+        raise UserError(f"{volume.source}: the series was resampled onto a uniform grid, so its slices are "
+                        "not the source images a DICOM SEG must lie on", field="dicom_seg")
+    if len(volume.dicom_files) != volume.input_size[2]:
+        raise UserError(f"{volume.dicom_files[0]}: a multi-frame DICOM file; a DICOM SEG is written for "
+                        "series of single-frame images", field="dicom_seg")
+
+
 def write_dicom_seg(path: str, volume: Volume, result: VolumeResult, model_name: str, *,
                     series_number: int = 9901, series_description: str = "alignshift lesion candidates"
                     ) -> Optional[DicomSegInfo]:
@@ -108,15 +123,7 @@ def write_dicom_seg(path: str, volume: Volume, result: VolumeResult, model_name:
         UserError: the scan is not a DICOM series of single-frame images, was resampled, or its
             files cannot be read; one line naming the scan or file.
     """
-    if volume.dicom_files is None:
-        raise UserError(f"{volume.source}: a DICOM SEG references the images of a DICOM series; this scan "
-                        f"is {_source_kind(volume)}")
-    if volume.resampled:
-        raise UserError(f"{volume.source}: the series was resampled onto a uniform grid, so its slices are "
-                        "not the source images a DICOM SEG must lie on")
-    if len(volume.dicom_files) != volume.input_size[2]:
-        raise UserError(f"{volume.dicom_files[0]}: a multi-frame DICOM file; a DICOM SEG is written for "
-                        "series of single-frame images")
+    check_dicom_seg_source(volume)
     if not result.lesions:
         return None
     require("highdicom", "inference", "writing a DICOM SEG")

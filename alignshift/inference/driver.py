@@ -14,7 +14,8 @@ DeepLesion pipeline does for training (``LoadDeepLesionSlices`` then mmdet's kee
 
 Boxes come back in the resized image and are divided by the scale factor, as mmdet's
 ``rescale=True`` does, giving working-frame pixel coordinates of the slice (0-based; the DeepLesion
-box convention, where a coordinate is a pixel index).
+box convention, where a coordinate is a pixel index); a detector that takes the scale factor
+rescales them itself, before its NMS (see :data:`Detector`).
 """
 
 from __future__ import annotations
@@ -35,10 +36,16 @@ SAMPLERS = ("deeplesion", "v1")
 training); ``"v1"``: the published loader's (``LoadDeepLesionSlicesV1``), for the converted
 published snapshots."""
 
-Detector = Callable[[np.ndarray, np.ndarray], Sequence[np.ndarray]]
+Detector = Callable[..., Sequence[np.ndarray]]
 """``detector(images: (B, D, H, W) float32 in [0, 255], thickness: (B,) mm) -> B arrays (N, 5)``
 of ``x1, y1, x2, y2, score`` in the coordinates of ``images``. Normalisation (mean / std) is the
-detector's business: an mmdet model does it in its data preprocessor."""
+detector's business: an mmdet model does it in its data preprocessor.
+
+A detector with a true attribute ``takes_scale_factor`` is called as ``detector(images, thickness,
+scale_factors)``, ``scale_factors: (B, 2)`` the ``(x, y)`` factors from the slice's pixels to
+``images`` (mmdet's ``scale_factor``), and returns its boxes in the slice's pixels: it rescales them
+itself, before its own NMS, as mmdet's ``rescale=True`` does (which matters when the NMS counts box
+sides as ``x2 - x1 + 1``: it is then not scale-invariant)."""
 
 
 @dataclass(frozen=True)
@@ -199,17 +206,22 @@ def run_detector(hu: np.ndarray, slice_interval: float, detector: Detector, cfg:
 
     out: List[np.ndarray] = []
     with tqdm(total=len(keys), desc="slices", unit="slice", disable=not progress, leave=False) as bar:
+        rescales = bool(getattr(detector, "takes_scale_factor", False))
         for batch in _batches(keys, batch_size):
             prepared = [prepare_slice(hu, k, slice_interval, cfg) for k in batch]
             images = np.stack([p[0] for p in prepared])
             thickness = np.full(len(batch), slice_interval, np.float64)
-            results = detector(images, thickness)
+            if rescales:
+                results = detector(images, thickness, np.array([p[1] for p in prepared], np.float64))
+            else:
+                results = detector(images, thickness)
             if len(results) != len(batch):
                 raise RuntimeError(f"the detector returned {len(results)} results for {len(batch)} images")
             for (_, (sx, sy)), res in zip(prepared, results):
                 res = np.asarray(res, np.float32).reshape(-1, 5).copy()
-                res[:, [0, 2]] /= sx
-                res[:, [1, 3]] /= sy
+                if not rescales:
+                    res[:, [0, 2]] /= sx
+                    res[:, [1, 3]] /= sy
                 out.append(res[np.argsort(-res[:, 4], kind="stable")])
             bar.update(len(batch))
     return out

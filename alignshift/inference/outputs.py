@@ -99,7 +99,7 @@ def write_detections_json(path: str, volume: Volume, result: VolumeResult) -> No
         format=FORMAT, source=volume.source, series_uid=volume.series_uid, geometry=volume.geometry(),
         rescale=volume.rescale, preprocess=pre, score_thr=result.score_thr,
         link_iou_thr=result.link_iou_thr, notes=result.notes,
-        slices=[dict(slice=k, detections=[[round(float(v), 3) for v in d[:4]] + [round(float(d[4]), 5)]
+        slices=[dict(slice=k, detections=[[round(float(v), 5) for v in d[:4]] + [round(float(d[4]), 6)]
                                           for d in dets])
                 for k, dets in zip(result.slices, result.detections)],
         lesions=result.lesions)

@@ -10,6 +10,7 @@ patient's left, slices towards the head.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, List, Tuple
 
 import cv2
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from .outputs import VolumeResult
     from .volume import Volume
 
-__all__ = ["ct_phantom", "phantom_image", "phantom_result"]
+__all__ = ["ct_phantom", "phantom_image", "phantom_result", "write_dicom_series"]
 
 
 def _ellipse(xx: np.ndarray, yy: np.ndarray, cx: float, cy: float, ax: float, ay: float) -> np.ndarray:
@@ -173,3 +174,52 @@ def phantom_result(volume: Volume, lesions: list, cfg: PreprocessConfig) -> Volu
                 per_slice[k].append([*box, 0.95 - 0.03 * i - 0.05 * abs(k - zc)])
     return result_from_detections(volume, keys, [np.array(d, np.float32).reshape(-1, 5) for d in per_slice],
                                   cfg)
+
+
+def write_dicom_series(folder: str, hu: np.ndarray, pixel_mm: Tuple[float, float] = (0.7, 0.7),
+                       interval_mm: float = 2.5,
+                       origin: Tuple[float, float, float] = (-179.0, -160.0, -400.0),
+                       description: str = "phantom") -> List[str]:
+    """``hu: (S, R, C)`` as an axial CT series, one CT Image Storage file per slice, in the new ``folder``.
+
+    Slice ``k`` lies at ``origin + k * interval_mm`` along +z (ImageOrientationPatient ``1\\0\\0\\0\\1\\0``,
+    so the working frame is ``hu`` as given); stored values are ``hu + 1024`` with RescaleIntercept
+    -1024. ``pixel_mm`` is ``(column, row)`` spacing. One study, series and frame of reference, with
+    the patient and study attributes a DICOM SEG on the series needs. Returns the files in slice order.
+    """
+    from ..errors import require
+
+    require("pydicom", "inference", "writing a DICOM series")
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    os.makedirs(folder)
+    study, series, frame = generate_uid(), generate_uid(), generate_uid()
+    files = []
+    for k, im in enumerate(np.asarray(hu)):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = uid = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = pydicom.Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, uid
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
+        ds.Modality, ds.Manufacturer, ds.PatientName, ds.PatientID = "CT", "phantom", "Phantom", "PHANTOM"
+        ds.PatientBirthDate, ds.PatientSex, ds.StudyDate, ds.StudyTime = "", "O", "20260101", "120000"
+        ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = "1", "", ""
+        ds.SeriesNumber, ds.InstanceNumber, ds.SeriesDescription = 1, k + 1, description
+        ds.ImagePositionPatient = [float(origin[0]), float(origin[1]), float(origin[2] + k * interval_mm)]
+        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+        ds.PixelSpacing = [float(pixel_mm[1]), float(pixel_mm[0])]  # row spacing, column spacing
+        ds.SliceThickness = float(interval_mm)
+        ds.Rows, ds.Columns = im.shape
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
+        ds.PixelData = (np.round(im).astype(np.int32) + 1024).astype(np.int16).tobytes()
+        path = os.path.join(folder, f"CT{k + 1:04d}.dcm")
+        ds.save_as(path, enforce_file_format=True)
+        files.append(path)
+    return files

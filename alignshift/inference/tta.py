@@ -9,7 +9,7 @@ scores first. ``tests/mmdet_plugins`` checks that both merges agree box for box.
 
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -72,6 +72,31 @@ def merge_flipped(dets: Sequence[np.ndarray], flipped: Sequence[bool], width: fl
     return pooled[keep].astype(np.float32)
 
 
+class _FlipTTA:
+    """The detector of :func:`flip_tta`; takes scale factors when the wrapped detector does."""
+
+    def __init__(self, detector: Detector, iou_thr: float, max_per_img: int, offset: float) -> None:
+        self.detector, self.iou_thr, self.max_per_img, self.offset = detector, iou_thr, max_per_img, offset
+        self.takes_scale_factor = bool(getattr(detector, "takes_scale_factor", False))
+
+    def __call__(self, images: np.ndarray, thickness: np.ndarray,
+                 scale_factors: Optional[np.ndarray] = None) -> List[np.ndarray]:
+        mirror = np.ascontiguousarray(images[..., ::-1])
+        if self.takes_scale_factor:
+            if scale_factors is None:
+                scale_factors = np.ones((len(images), 2))
+            plain = self.detector(images, thickness, scale_factors)
+            mirrored = self.detector(mirror, thickness, scale_factors)
+            # boxes in the slice's pixels: flipped back across the slice's width (mmdet's ori_shape)
+            widths = [float(round(images.shape[-1] / sx)) for sx in np.asarray(scale_factors)[:, 0]]
+        else:
+            plain = self.detector(images, thickness)
+            mirrored = self.detector(mirror, thickness)
+            widths = [float(images.shape[-1])] * len(images)
+        return [merge_flipped([a, b], [False, True], w, self.iou_thr, self.max_per_img, self.offset)
+                for a, b, w in zip(plain, mirrored, widths)]
+
+
 def flip_tta(detector: Detector, iou_thr: float = 0.5, max_per_img: int = 50,
              offset: float = 0.0) -> Detector:
     """``detector`` with horizontal-flip test-time augmentation (same call and return).
@@ -79,14 +104,8 @@ def flip_tta(detector: Detector, iou_thr: float = 0.5, max_per_img: int = 50,
     ``images: (B, D, H, W)`` are also run mirrored (``[..., ::-1]``) with the same thickness, and
     each image's two sets are merged by :func:`merge_flipped`. Take ``iou_thr``, ``max_per_img``
     and ``offset`` from the detector's test settings (``model.test_cfg.rcnn``) so the merge is
-    the one ``tools/test.py --tta`` applies.
+    the one ``tools/test.py --tta`` applies. A detector that takes scale factors (see
+    :data:`~alignshift.inference.Detector`) returns boxes in the slice's pixels; they are then
+    flipped back and merged there, as ``DetTTAModel`` merges in the original image's pixels.
     """
-
-    def run(images: np.ndarray, thickness: np.ndarray) -> List[np.ndarray]:
-        plain = detector(images, thickness)
-        mirrored = detector(np.ascontiguousarray(images[..., ::-1]), thickness)
-        width = images.shape[-1]
-        return [merge_flipped([a, b], [False, True], width, iou_thr, max_per_img, offset)
-                for a, b in zip(plain, mirrored)]
-
-    return run
+    return _FlipTTA(detector, iou_thr, max_per_img, offset)

@@ -320,6 +320,34 @@ def test_resize_and_map_back(tmp_path):
     assert (got["slice_start"], got["slice_end"]) == (2, 4)
 
 
+def test_a_detector_that_takes_the_scale_factor_rescales_itself(tmp_path):
+    """mmdet's rescale=True: such a detector gets (sx, sy) and returns the slice's pixels, untouched by
+    the driver; flip TTA flips its boxes back across the slice's width, not the resized image's."""
+    from alignshift.inference import flip_tta, run_detector
+
+    calls = []
+
+    class Rescaling:
+        takes_scale_factor = True
+
+        def __call__(self, images, thickness, scale_factors):
+            calls.append(np.array(scale_factors))
+            mirrored = bool(images[0, 0, 0, -1] > images[0, 0, 0, 0])  # the ramp below runs left to right
+            x1 = 40.0 - 12 if mirrored else 2.0  # a box 2..12 of a 40-pixel-wide slice, in its pixels
+            return [np.array([[x1, 3.0, x1 + 10, 9.0, 0.9]], np.float32) for _ in images]
+
+    hu = np.tile(np.linspace(-1000, 1000, 40, dtype=np.float32), (3, 30, 1))[:, :, ::-1].copy()
+    cfg = PreprocessConfig(num_slices=1, img_scale=(80, 60))  # 30 x 40 -> 60 x 80: factor 2
+    (dets,) = run_detector(hu, 2.0, Rescaling(), cfg, [1], progress=False)
+    np.testing.assert_array_equal(calls[0], [[2.0, 2.0]])
+    np.testing.assert_allclose(dets, [[2.0, 3.0, 12.0, 9.0, 0.9]])  # not divided again
+    tta = flip_tta(Rescaling(), iou_thr=0.5, max_per_img=5)
+    assert tta.takes_scale_factor
+    (merged,) = run_detector(hu, 2.0, tta, cfg, [1], progress=False)
+    # the mirrored view's box (28..38 in the mirror) flips back across the 40-pixel slice to 2..12
+    np.testing.assert_allclose(merged, [[2.0, 3.0, 12.0, 9.0, 0.9]])
+
+
 def test_outputs_and_slice_subset(tmp_path):
     les = ((10, 17), (20, 25), (3, 6))
     arr = phantom((12, 40, 48), [les])

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -152,18 +153,23 @@ def test_list_series_and_choice(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name,expected", [
-    ("deeplesion/fasterrcnn_densenet_alignshift_3slice.py", (3, 2.0, False, (512, 512))),
-    ("deeplesion/fasterrcnn_densenet_alignshift_7slice.py", (7, 2.0, False, (512, 512))),
-    ("deeplesion/fasterrcnn_densenet_2.5d_3slice.py", (3, 2.0, True, (512, 512))),
-    ("demo/alignshift_3slice_synthetic.py", (3, 2.0, False, (128, 128))),
+    ("deeplesion/fasterrcnn_densenet_alignshift_3slice.py", (3, 2.0, False, (512, 512), "deeplesion")),
+    ("deeplesion/fasterrcnn_densenet_alignshift_7slice.py", (7, 2.0, False, (512, 512), "deeplesion")),
+    ("deeplesion/fasterrcnn_densenet_2.5d_3slice.py", (3, 2.0, True, (512, 512), "deeplesion")),
+    ("demo/alignshift_3slice_synthetic.py", (3, 2.0, False, (128, 128), "deeplesion")),
+    ("deeplesion/official/alignshift_3slice.py", (3, 2.0, False, (512, 512), "v1")),
+    ("deeplesion/official/alignshift_7slice.py", (7, 2.0, False, (512, 512), "v1")),
+    ("deeplesion/official/tsm_3slice.py", (3, 2.0, True, (512, 512), "v1")),
+    ("deeplesion/official/tsm_7slice.py", (7, 2.0, True, (512, 512), "v1")),
 ])
 def test_preprocess_read_from_configs(name, expected):
     from mmengine.config import Config
 
-    from mmdet_plugins.inference import preprocess_from_config
+    from alignshift.inference import preprocess_from_test_pipeline
 
-    pre = preprocess_from_config(Config.fromfile(os.path.join(ROOT, "configs", name)))
-    assert (pre.num_slices, pre.norm_interval, pre.interpolate, pre.img_scale) == expected
+    cfg = Config.fromfile(os.path.join(ROOT, "configs", name))
+    pre = preprocess_from_test_pipeline(cfg.test_dataloader.dataset, cfg.model, cfg.filename)
+    assert (pre.num_slices, pre.norm_interval, pre.interpolate, pre.img_scale, pre.sampler) == expected
     assert pre.window == (-1024.0, 2050.0)
 
 
@@ -175,3 +181,154 @@ def test_cuda_requested_without_cuda(checkpoint, volume, tmp_path, capsys):
     path, _ = volume
     assert cli([str(path), os.path.join(ROOT, CONFIG), checkpoint, "--device", "cuda"]) == 2
     assert "no CUDA device" in capsys.readouterr().err
+
+
+def _tree(path):
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*")) if path.exists() else []
+
+
+def test_bad_input_is_one_line_and_leaves_nothing(checkpoint, volume, tmp_path, capsys, monkeypatch):
+    """A 2D image, an empty folder, several series, an unknown or undownloadable --model, an unwritable
+    --out, --dicom-seg on a NIfTI: one line each, exit non-zero, no --out folder, no checkpoint."""
+    import functools
+
+    from alignshift.apps import infer_volume
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # where a fetch would be cached
+    path, _ = volume
+    flat = tmp_path / "flat.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((32, 40), np.int16)), str(flat))
+    (tmp_path / "empty").mkdir()
+    several = tmp_path / "several"
+    several.mkdir()
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for uid in ("1.2.826.0.1.1", "1.2.826.0.1.2"):
+        for k in range(2):
+            s = sitk.GetImageFromArray(np.zeros((1, 8, 8), np.int16))
+            for tag, val in (("0020|000e", uid), ("0020|0032", f"0\\0\\{2.0 * k}"),
+                             ("0020|0037", "1\\0\\0\\0\\1\\0"), ("0008|0018", f"{uid}.{k + 1}")):
+                s.SetMetaData(tag, val)
+            writer.SetFileName(str(several / f"{uid}_{k}.dcm"))
+            writer.Execute(s)
+    (tmp_path / "a_file").write_text("not a folder")
+    cfg = os.path.join(ROOT, CONFIG)
+    explicit = [cfg, checkpoint]
+    out = tmp_path / "out"
+    ck = tmp_path / "checkpoints"
+    model = ["--model", "alignshift_7slice", "--checkpoints", str(ck)]
+    cases = [
+        ([str(flat), *explicit], 1, "a 2D image of 40 x 32 voxels; expected a 3D CT volume"),
+        ([str(tmp_path / "empty"), *explicit], 1, "holds no DICOM series"),
+        ([str(several), *explicit], 1, "holds 2 DICOM series; choose one by its SeriesInstanceUID"),
+        ([str(path), "--model", "resnet50"], 2, "no model 'resnet50' in the zoo; known: alignshift_3slice, "
+                                                "alignshift_7slice, tsm_3slice, tsm_7slice"),
+        ([str(path), *model], 1, "model alignshift_7slice is not downloaded"),
+        ([str(path), *explicit, "--out", "/proc/infer_out"], 1,
+         "output folder /proc/infer_out is not writable"),
+        ([str(path), *explicit, "--out", str(tmp_path / "a_file" / "o")], 1, "a_file is not a folder"),
+        ([str(path), *explicit, "--dicom-seg"], 1, "a DICOM SEG references the images of a DICOM series; "
+                                                   "this scan is a NIfTI file; --dicom-seg needs a DICOM"),
+        ([str(path), *explicit, *model], 2, "give either --model NAME or CONFIG CHECKPOINT, not both"),
+        ([str(path), *explicit, "--from", checkpoint], 2, "--from FILE converts a zoo snapshot"),
+        ([str(path)], 2, "give --model NAME (tools/download.py --list) or CONFIG CHECKPOINT"),
+    ]
+
+    def offline(folder_id, output, quiet):  # gdown without a network
+        raise ConnectionError("Failed to resolve 'drive.google.com'")
+
+    main = functools.partial(infer_volume.main, drive_downloader=offline)
+    for argv, code, msg in cases:
+        if "--out" not in argv:
+            argv = [*argv, "--out", str(out)]
+        rc = run_cli(main, [*argv, "--no-progress"], prog="infer_volume.py", hints=infer_volume.HINTS)
+        assert rc == code, argv
+        err = capsys.readouterr().err
+        assert msg in err and err.startswith("infer_volume.py: error:") and err.count("\n") == 1, err
+        assert not out.exists() and _tree(ck) == [], argv
+    # the undownloadable model's line says what to download, or --from
+    run_cli(main, [str(path), *model, "--out", str(out)], prog="infer_volume.py")
+    err = capsys.readouterr().err
+    assert ("(ConnectionError: no connection to the download site): run 'python tools/download.py download "
+            f"alignshift_7slice --dest {ck}' where the network allows, or fetch the published file by hand "
+            "and pass --from FILE") in err
+    assert _tree(tmp_path / "cache") in ([], ["alignshift"])  # no partial download kept
+
+
+def test_dicom_series_with_seg_report_and_markers(checkpoint, tmp_path, capsys):
+    """A DICOM series in, report.html and a DICOM SEG on the series out, each recorded in the marker;
+    a later run without them removes the earlier ones."""
+    pydicom = pytest.importorskip("pydicom")
+    pytest.importorskip("highdicom")
+    from alignshift.apps.outputs import read_marker
+    from alignshift.inference.phantom import write_dicom_series
+
+    hu = np.full((6, 48, 40), -1000.0, np.float32)
+    hu[:, 8:40, 6:34] = 40
+    hu[2:5, 20:28, 15:23] = 120
+    files = write_dicom_series(str(tmp_path / "series"), hu, (0.9, 0.9), 5.0)
+    out = tmp_path / "out"
+    args = [str(tmp_path / "series"), os.path.join(ROOT, CONFIG), checkpoint, "--out", str(out),
+            "--score-thr", "0", "--no-progress"]
+    assert cli([*args, "--dicom-seg"]) == 0
+    log = capsys.readouterr().out
+    assert re.search(r"report\.html: [\d.]+ MB, written in [\d.]+ s\. Images: 40 x 48 pixels, the scan's "
+                     r"full resolution, lossless \(PNG\)\.", log)
+    assert re.search(r"lesions_seg\.dcm: \d+ segments, \d+ frames on \d+ source images", log)
+    assert {"report.html", "lesions_seg.dcm"} <= set(read_marker(str(out))["entries"])
+    html = (out / "report.html").read_text()
+    assert "alignshift_3slice_synthetic" in html and "<script src" not in html
+    seg = pydicom.dcmread(str(out / "lesions_seg.dcm"))
+    source = pydicom.dcmread(files[0], stop_before_pixels=True)
+    assert seg.Modality == "SEG" and seg.StudyInstanceUID == source.StudyInstanceUID
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == source.SeriesInstanceUID
+    assert seg.FrameOfReferenceUID == source.FrameOfReferenceUID
+    assert len(seg.SegmentSequence) == len(json.loads((out / "detections.json").read_text())["lesions"])
+    # the same folder without the report and the SEG: the earlier ones do not pass for this run's
+    assert cli([*args, "--no-report"]) == 0
+    assert not (out / "report.html").exists() and not (out / "lesions_seg.dcm").exists()
+    assert "report.html:" not in capsys.readouterr().out
+
+
+def test_documented_model_commands(volume, tmp_path, capsys, monkeypatch):
+    """README's and docs/inference.md's one-command form, verbatim, in a fresh folder: the zoo model
+    is fetched (a local stand-in for the Google Drive folder serves a published-layout fixture
+    snapshot with random weights), converted to checkpoints/, and run on a NIfTI and on a DICOM
+    series. Appended, for speed only: 64-pixel inputs and 30 proposals (the stand-in's scores sit
+    near 0.5, so every detection is kept)."""
+    import functools
+
+    import torch
+
+    from alignshift.apps import infer_volume
+    from alignshift.apps.zoo.testing import fake_published_checkpoint
+    from alignshift.inference.phantom import write_dicom_series
+
+    pytest.importorskip("highdicom")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    sitk.WriteImage(sitk.ReadImage(str(volume[0])), "scan.nii.gz")
+    write_dicom_series("dicom_series", sitk.GetArrayFromImage(volume[1]).astype(np.float32), (0.9, 0.9), 5.0)
+    fetched = []
+
+    def drive(folder_id, output, quiet):  # stands in for gdown.download_folder
+        fetched.append(folder_id)
+        name = os.path.join(output, "densenet_align_7slice.pth")
+        torch.save(fake_published_checkpoint(7, "alignshift", seed=1), name)
+        return [output]
+
+    main = functools.partial(infer_volume.main, drive_downloader=drive)
+    fast = ["--cfg-options", "test_dataloader.dataset.pipeline.1.scale=(64,64)",
+            "model.test_cfg.rpn.max_per_img=30", "--score-thr", "0", "--no-progress"]
+    for documented in ("scan.nii.gz --model alignshift_7slice",
+                       "dicom_series/ --model alignshift_7slice --dicom-seg"):
+        assert run_cli(main, documented.split() + fast, prog="infer_volume.py", hints=infer_volume.HINTS) == 0
+    log = capsys.readouterr().out
+    assert len(fetched) == 1 and os.path.isfile("checkpoints/alignshift_7slice.pth")  # fetched once
+    assert "dropped the mask head" in log and "sampler='v1'" in log
+    # 6 slices of 5 mm, a 7-slice input reaching 3 either side: said once per run
+    assert log.count("note: the scan has 6 slices but the model's 7-slice input reaches 3 slices") == 2
+    for out in ("work_dirs/infer/scan", "work_dirs/infer/dicom_series"):
+        assert {"detections.json", "lesions.csv", "overlays", "report.html"} <= set(os.listdir(out))
+    assert os.path.isfile("work_dirs/infer/dicom_series/lesions_seg.dcm")
+    assert "Images: 40 x 48 pixels, the scan's full resolution, lossless (PNG)." in log
