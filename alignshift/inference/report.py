@@ -14,8 +14,8 @@ loads nothing from the network. It shows
 **Images.** Each slice is stored as an 8-bit image of a piecewise-linear code of HU
 (:data:`CODE_KNOTS`: 2.9 HU per level from -160 to 240 HU, coarser in the lung and bone ranges), and
 the page maps the codes to grey through one 256-entry table per window preset. The encoding is the
-first of :data:`ENCODINGS` that keeps the file within ``max_bytes``: lossless PNG, then JPEG at
-quality 95 and 85, then JPEG of slices downsampled in-plane by 2, 3, ...; the page states which.
+first of :data:`ENCODINGS` that keeps the file within ``max_bytes``: lossless PNG, then lossy WebP at
+quality 95 and 85, then WebP of slices downsampled in-plane by 2, 3, ...; the page states which.
 Boxes and measurements are always at the scan's full resolution.
 
 **Geometry.** Slices are shown in the working frame (:mod:`alignshift.inference.volume`): the
@@ -53,8 +53,8 @@ WINDOW_PRESETS: Dict[str, Tuple[float, float]] = {
 CODE_KNOTS: Tuple[Tuple[float, float], ...] = (
     (-1024.0, 0.0), (-160.0, 64.0), (240.0, 204.0), (1300.0, 255.0))
 ENCODINGS: Tuple[Tuple[str, int, int], ...] = (
-    ("png", 0, 1), ("jpeg", 95, 1), ("jpeg", 85, 1), *(("jpeg", 85, f) for f in range(2, 9)))
-"""``(format, JPEG quality, in-plane downsampling)`` in the order :func:`write_report` tries them."""
+    ("png", 0, 1), ("webp", 95, 1), ("webp", 85, 1), *(("webp", 85, f) for f in range(2, 9)))
+"""``(format, WebP quality, in-plane downsampling)`` in the order :func:`write_report` tries them."""
 
 
 def hu_to_code(hu: np.ndarray) -> np.ndarray:
@@ -82,7 +82,7 @@ def _slice_codes(hu: np.ndarray, k: int, downsample: int) -> np.ndarray:
 
 def _encode(codes: np.ndarray, fmt: str, quality: int) -> bytes:
     ext, params = (".png", [cv2.IMWRITE_PNG_COMPRESSION, 1]) if fmt == "png" else (
-        ".jpg", [cv2.IMWRITE_JPEG_QUALITY, quality])
+        ".webp", [cv2.IMWRITE_WEBP_QUALITY, quality])
     ok, buf = cv2.imencode(ext, codes, params)
     if not ok:
         raise RuntimeError(f"cannot encode a {codes.shape} slice as {fmt}")
@@ -94,13 +94,13 @@ def encode_slices(hu: np.ndarray, fmt: str = "png", downsample: int = 1,
     """Base64 images of the HU code (:func:`hu_to_code`) of ``hu: (S, R, C)``, one per slice.
 
     Args:
-        fmt: ``"png"`` (lossless) or ``"jpeg"``.
+        fmt: ``"png"`` (lossless) or ``"webp"`` (lossy).
         downsample: in-plane factor (area average; the image is ``ceil(R / f) x ceil(C / f)``).
         slices: which slices (default all).
-        quality: JPEG quality (1-100).
+        quality: WebP quality (1-100).
     """
-    if fmt not in ("png", "jpeg"):
-        raise ValueError(f"fmt must be 'png' or 'jpeg', got {fmt!r}")
+    if fmt not in ("png", "webp"):
+        raise ValueError(f"fmt must be 'png' or 'webp', got {fmt!r}")
     keys = range(hu.shape[0]) if slices is None else slices
     return [base64.b64encode(_encode(_slice_codes(hu, k, downsample), fmt, quality)).decode("ascii")
             for k in keys]
@@ -112,8 +112,8 @@ class ReportInfo:
 
     path: str
     bytes: int
-    image_format: str  # "png" or "jpeg"
-    quality: int  # JPEG quality (0 for PNG)
+    image_format: str  # "png" or "webp"
+    quality: int  # WebP quality (0 for PNG)
     downsample: int  # in-plane factor, 1 = full resolution
     image_size: Tuple[int, int]  # (width, height) of the stored images
     seconds: float
@@ -133,7 +133,7 @@ def _statement(fmt: str, quality: int, downsample: int, size: Tuple[int, int], f
                  f" to keep this file under {limit}; boxes and measurements are at full resolution")
     else:
         what += ", the scan's full resolution"
-    what += f", JPEG quality {quality} (lossy)"
+    what += f", WebP quality {quality} (lossy)"
     if downsample == 1:
         what += f" to keep this file under {limit}"
     return f"{what}. {levels}"
@@ -208,7 +208,7 @@ def write_report(path: str, volume: Volume, result: VolumeResult, model_name: st
         images = encode_slices(hu, fmt, factor, quality=quality)
         size = (-(-cols // factor), -(-rows // factor))
         statement = _statement(fmt, quality, factor, size, (cols, rows), max_bytes)
-        page = _page(dict(data, image=dict(format=fmt, mime="image/png" if fmt == "png" else "image/jpeg",
+        page = _page(dict(data, image=dict(format=fmt, mime=f"image/{fmt}",
                                            size=list(size), downsample=factor, statement=statement)),
                      images, title or src_name)
         encoded = page.encode("utf-8")
@@ -221,7 +221,7 @@ def write_report(path: str, volume: Volume, result: VolumeResult, model_name: st
     with atomic_write(path, "wb") as f:
         f.write(encoded)
     return ReportInfo(path=path, bytes=len(encoded), image_format=fmt,
-                      quality=quality if fmt == "jpeg" else 0, downsample=factor, image_size=size,
+                      quality=quality if fmt == "webp" else 0, downsample=factor, image_size=size,
                       seconds=time.perf_counter() - t0, statement=statement)
 
 

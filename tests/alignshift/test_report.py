@@ -73,18 +73,18 @@ def test_codes_and_window_tables():
     assert lung[0] == round((-1024 + 1350) / 1500 * 255)
 
 
-def test_size_limit_picks_jpeg_then_downsampling(tmp_path):
+def test_size_limit_picks_webp_then_downsampling(tmp_path):
     hu, _ = ct_phantom(6, 128, noise_hu=20.0, num_lesions=1, seed=3)
     sitk.WriteImage(phantom_image(hu), str(tmp_path / "p.nii.gz"))
     vol = read_volume(str(tmp_path / "p.nii.gz"))
     res = result_from_detections(vol, [0], [np.zeros((0, 5))], PreprocessConfig())
     sizes = {}
-    for limit in (10**7, 60_000, 28_000):
+    for limit in (10**7, 60_000, 20_000):
         info = write_report(str(tmp_path / f"r{limit}.html"), vol, res, "m", max_bytes=limit)
         assert info.bytes <= limit
         sizes[limit] = (info.image_format, info.downsample)
         assert (f"downsampled {info.downsample}x" in info.statement) == (info.downsample > 1)
-    assert sizes[10**7] == ("png", 1) and sizes[60_000] == ("jpeg", 1) and sizes[28_000][1] >= 2
+    assert sizes[10**7] == ("png", 1) and sizes[60_000] == ("webp", 1) and sizes[20_000][1] >= 2
     with pytest.raises(ValueError, match="does not fit 1000 bytes"):
         write_report(str(tmp_path / "no.html"), vol, res, "m", max_bytes=1000)
     assert not (tmp_path / "no.html").exists()
