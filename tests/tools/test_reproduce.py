@@ -113,10 +113,28 @@ def test_reproduce_tiny_end_to_end(tmp_path, capsys):
     assert reproduce.main(argv) == 0
     printed = capsys.readouterr().out
     assert "Table 1" in printed and "thin-thick gap" in printed
-    for name in ("table1.md", "table2.md", "results.json", "froc_curves.png"):
+    for name in ("table1.md", "table2.md", "results.json", "froc_curves.png", "thickness_sweep.md",
+                 "thickness_sweep.png", "cross_thickness.md"):
         assert (out / name).exists(), name
     doc = json.loads((out / "results.json").read_text())
-    assert doc["source"] == "synthetic" and doc["finished_runs"] == 1 and doc["profile"] == "tiny"
+    # the main run and the two cross-thickness runs (thin-only, thick-only training)
+    assert doc["source"] == "synthetic" and doc["finished_runs"] == 3 and doc["profile"] == "tiny"
+    # every run was tested on the sweep: the same lesions at every interval, the same resamples
+    runs = out / "runs" / "tiny-e1"
+    sweeps = [np.load(runs / d / "alignshift_3slice" / "seed0" / "sweep.npz")
+              for d in (".", "train-thin", "train-thick")]
+    for sw in sweeps:
+        assert list(sw["intervals"]) == [0.625, 1, 1.25, 2, 2.5, 3, 4, 5]
+        assert len(set(sw["num_lesions"].tolist())) == 1
+        assert str(sw["resamples_id"]) == str(sweeps[0]["resamples_id"])
+    assert json.loads((runs / "train-thin" / "alignshift_3slice" / "seed0" / "result.json").read_text())[
+        "train_ann"] == "benchmark/deeplesion_train_thin.json"
+    sweep = doc["thickness_sweep"]["variants"]["alignshift_3slice"]
+    assert sweep["statistics"]["gap"]["estimate"] == pytest.approx(
+        np.mean([e["estimate"] for e in sweep["per_interval"][:4]]) - sweep["per_interval"][-1]["estimate"])
+    assert set(doc["cross_thickness"]) == {"thin", "thick"}
+    assert "| AlignShift x3 | 1 |" in (out / "thickness_sweep.md").read_text()
+    assert "## Trained on thick series only (5 mm)" in (out / "cross_thickness.md").read_text()
     v = doc["variants"]["alignshift_3slice"]
     assert v["published"]["all"]["avg"] == 83.18
     m = v["measured"]
@@ -129,6 +147,11 @@ def test_reproduce_tiny_end_to_end(tmp_path, capsys):
     # a rerun skips the finished run and rebuilds the same tables
     assert reproduce.main(argv) == 0
     assert "finished earlier" in capsys.readouterr().out
+    # a run folder of another config (another recipe) is refused, not mixed in
+    digest = runs / "alignshift_3slice" / "seed0" / "config.sha1"
+    digest.write_text("0" * 40 + "\n")  # as if resolved from another overlay
+    assert reproduce.run_cli(reproduce.main, argv) == 1
+    assert "holds a run of another config" in capsys.readouterr().err
     # a folder that another tool wrote is refused in one line
     foreign = tmp_path / "foreign"
     foreign.mkdir()
