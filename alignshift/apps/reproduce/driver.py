@@ -63,14 +63,14 @@ CROSS_SETS = ("thin", "thick")  # the cross-thickness training subsets (benchmar
 # sessions); gpu: bigger images, more data, sized for one GPU. `variants` defaults to MAIN_VARIANTS.
 PROFILES: Dict[str, dict] = {
     "tiny": dict(data="tiny", num_volumes=10, image_size=64, min_test_lesions=0, epochs=1, batch_size=2,
-                 seeds=(0,), cross_seeds=(0,)),
+                 test_batch=4, seeds=(0,), cross_seeds=(0,)),
     "quick": dict(data="cpu", num_volumes=100, image_size=64, min_test_lesions=1000, epochs=24,
-                  batch_size=4, seeds=(0, 1), cross_seeds=(),
+                  batch_size=4, test_batch=8, seeds=(0, 1), cross_seeds=(),
                   variants=("2.5d_7slice", "tsm_7slice", "alignshift_7slice")),
     "cpu": dict(data="cpu", num_volumes=100, image_size=64, min_test_lesions=1000, epochs=24, batch_size=4,
-                seeds=(0, 1, 2, 3, 4, 5), cross_seeds=(0,)),
+                test_batch=8, seeds=(0, 1, 2, 3, 4, 5), cross_seeds=(0,)),
     "gpu": dict(data="gpu", num_volumes=400, image_size=96, min_test_lesions=2000, epochs=16, batch_size=8,
-                seeds=(0, 1, 2, 3, 4), cross_seeds=(0, 1, 2)),
+                test_batch=16, seeds=(0, 1, 2, 3, 4), cross_seeds=(0, 1, 2)),
 }
 
 
@@ -296,7 +296,7 @@ def _finished(res_path: str, sweep_ann: Optional[str]) -> Optional[dict]:
 def run_one(variant: str, seed: int, run_dir: str, env: dict, base: str, overlay: Optional[str],
             options: Dict[str, object], gpus: int, checkpoint: Optional[str] = None,
             config_env: Optional[Dict[str, str]] = None, train_ann: Optional[str] = None,
-            sweep_ann: Optional[str] = None) -> dict:
+            sweep_ann: Optional[str] = None, test_batch: Optional[int] = None) -> dict:
     """Train (or resume) then test one variant with one seed; return its result (also written to
     ``run_dir/result.json``).
 
@@ -305,7 +305,9 @@ def run_one(variant: str, seed: int, run_dir: str, env: dict, base: str, overlay
     training annotation file (the cross-thickness subsets). With ``sweep_ann`` (the benchmark's
     sweep) the model is tested on the sweep instead of the test split: Tables 1 and 2's figures come
     from its ``standard`` images (the test split), and ``run_dir/sweep.npz`` holds the sweep's
-    (:func:`alignshift.apps.reproduce.sweep.summarise_sweep`).
+    (:func:`alignshift.apps.reproduce.sweep.summarise_sweep`). ``test_batch`` images per test
+    iteration, given to the test tool only (an execution detail, like its workers: not in the run's
+    config, whose digest guards what was trained).
     """
     from alignshift.apps.reproduce.configs import write_run_config
 
@@ -340,6 +342,8 @@ def run_one(variant: str, seed: int, run_dir: str, env: dict, base: str, overlay
     preds = osp.join(run_dir, "predictions.json")
     cmd = [sys.executable, "-m", "alignshift.apps.test", config, checkpoint, "--work-dir", run_dir,
            "--out", preds, "--cfg-options", f"test_evaluator.out_dir={osp.join(run_dir, 'test')}"]
+    if test_batch:
+        cmd.append(f"test_dataloader.batch_size={test_batch}")
     if _run(cmd, env, log) != 0 or not osp.exists(preds):
         raise RuntimeError(f"testing failed (log: {log})")
     only = None
@@ -557,7 +561,8 @@ def main(argv=None) -> int:
         ckpt = osp.join(args.checkpoints, f"{v}.pth") if args.snapshots else None
         try:
             r = run_one(v, s, run_dir, env, bases[v], overlay, options, args.gpus, ckpt, config_env,
-                        train_ann=train_ann, sweep_ann=sweep_ann)
+                        train_ann=train_ann, sweep_ann=sweep_ann,
+                        test_batch=prof["test_batch"] if args.synthetic else None)
         except RuntimeError as err:
             print(f"[{i}/{len(plan)}] {name}: {err}", file=sys.stderr, flush=True)
             failed.append(name)
