@@ -246,6 +246,7 @@ def sweep_stats(runs: Sequence[Mapping[str, np.ndarray]]) -> dict:
     stats = {name: two_level(curve_statistic(name, intervals, avg),
                              curve_statistic(name, intervals, boot)) for name in STATISTICS}
     return dict(intervals=[float(x) for x in intervals], seeds=len(runs), per_interval=per_interval,
+                seed_curves=[[float(x) for x in row] for row in avg],
                 statistics=stats, num_lesions=[int(n) for n in runs[0]["num_lesions"]],
                 num_images=[int(n) for n in runs[0]["num_images"]], num_volumes=int(runs[0]["num_volumes"]))
 

@@ -28,7 +28,8 @@ _STAT_WORDS = {"gap": "gap (Avg. at <= 2 mm minus Avg. at 5 mm)",
                "transfer": "transfer loss (Avg. at the training intervals minus Avg. at the other end)"}
 
 
-_PERCENT_KEYS = frozenset({"estimate", "lesion_se", "lesion_ci", "seed_sd", "seed_se", "combined_ci"})
+_PERCENT_KEYS = frozenset({"estimate", "lesion_se", "lesion_ci", "seed_sd", "seed_se", "combined_ci",
+                           "seed_curves"})
 
 
 def percent(doc):
@@ -231,8 +232,9 @@ def render_cross(doc: Mapping, status: str) -> str:
 
 
 def plot_sweep(doc: Mapping, path: str, title: str = "") -> str:
-    """Avg. against slice interval, one curve per variant with its 95 % band; one panel per number
-    of slices. PNG via matplotlib (Agg)."""
+    """Avg. against slice interval: per variant the mean over seeds (bold) with its lesion-sampling
+    95 % band (paired volume bootstrap) and each seed's curve (thin), so both levels of variance show;
+    one panel per number of slices. PNG via matplotlib (Agg)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -250,17 +252,20 @@ def plot_sweep(doc: Mapping, path: str, title: str = "") -> str:
             s = variants[v]
             x = np.array(s["intervals"])
             y = 100 * np.array([e["estimate"] for e in s["per_interval"]])
-            cis = [_interval(e)[0] for e in s["per_interval"]]
             c = colours.get(v.rsplit("_", 1)[0], None)
             seeds = f"{s['seeds']} seed{'s' if s['seeds'] > 1 else ''}"
-            ax.plot(x, y, "o-", color=c, label=f"{label(v)} ({seeds})")
-            if all(ci is not None for ci in cis):
-                ax.fill_between(x, [100 * ci[0] for ci in cis], [100 * ci[1] for ci in cis], color=c,
-                                alpha=0.18)
+            ax.plot(x, y, "o-", color=c, lw=2, label=f"{label(v)} ({seeds})")
+            lo = [100 * e["lesion_ci"][0] for e in s["per_interval"]]
+            hi = [100 * e["lesion_ci"][1] for e in s["per_interval"]]
+            ax.fill_between(x, lo, hi, color=c, alpha=0.18, lw=0)
+            if s["seeds"] > 1:
+                for curve in s.get("seed_curves", []):
+                    ax.plot(x, 100 * np.array(curve), "-", color=c, lw=0.8, alpha=0.45)
         ax.axvline(2.0, color="0.6", lw=0.8, ls=":")
         ax.set_xlabel("slice interval (mm)")
         ax.set_ylabel("Avg. sensitivity, 0.5-4 FPs (%)")
-        ax.set_title(f"{slices.replace('slice', '')} slices")
+        ax.set_title(f"{slices.replace('slice', '')} slices: mean (bold), lesion-sampling 95 % band, "
+                     "each seed (thin)", fontsize=8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower left")
     if title:
