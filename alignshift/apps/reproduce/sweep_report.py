@@ -144,7 +144,9 @@ def render_sweep(doc: Mapping, status: str) -> str:
             lines.append(f"| {label(v)} | {name} | {_p(e['estimate'], True)} | {_p(e['seed_sd'][0])} | "
                          f"{_ci(e['lesion_ci'])} | {_ci(e['combined_ci'])} |")
     lines += ["", "gap: " + _STAT_WORDS["gap"] + "; slope: " + _STAT_WORDS["slope"] + "; level: "
-              + _STAT_WORDS["level"] + "."]
+              + _STAT_WORDS["level"] + ". A negative gap means thick series are the easier ones; a "
+              "narrower gap is one nearer zero, so a negative difference of gaps narrows it only where "
+              "both gaps are positive."]
     lines += _comparison_section(doc)
     return "\n".join(lines) + "\n"
 
