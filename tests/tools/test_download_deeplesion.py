@@ -227,14 +227,23 @@ def test_killed_run_resumes_without_refetching(tmp_path, capsys):
 
     def run_until(size, sig):
         """Start the tool, let the server stall once the partial file holds ``size`` bytes, send ``sig``."""
+        # The child starts with SIGINT's default action: a disposition of "ignore" inherited from
+        # the test process would keep Python from installing its KeyboardInterrupt handler.
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                cwd=str(tmp_path))
+                                cwd=str(tmp_path),
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.time() + 60
         while time.time() < deadline and not (part.exists() and part.stat().st_size >= size):
             time.sleep(0.05)
         t = time.time()
         proc.send_signal(sig)
-        err = proc.communicate(timeout=30)[1]
+        try:
+            err = proc.communicate(timeout=30)[1]
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            err = proc.communicate()[1]
+            pytest.fail(f"no exit 30 s after signal {sig!r} (the test process's SIGINT handler: "
+                        f"{signal.getsignal(signal.SIGINT)!r}); stderr: {err[-2000:]}")
         return proc.returncode, err, time.time() - t
 
     try:
