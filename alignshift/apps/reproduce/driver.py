@@ -580,7 +580,7 @@ def main(argv=None) -> int:
     if any(runs.values()):
         written = "table1.md, table2.md, results.json and froc_curves.png"
         if args.synthetic:
-            with open(osp.join(out, "thickness_sweep.md")) as f:
+            with open(osp.join(out, "thickness_sweep.md"), encoding="utf-8") as f:
                 print(f.read())
             written = ("table1.md, table2.md, thickness_sweep.md, thickness_sweep.png, cross_thickness.md, "
                        "results.json and froc_curves.png")
